@@ -1,0 +1,320 @@
+"""Kernels of the log-domain Sinkhorn iteration: the two soft-min reductions over a cost.
+
+A geometry holds a cost already divided by epsilon and applies, for a batch of scaled potentials
+F = f / eps (B, n) and G = g / eps (B, m),
+
+* ``lse_source(F)[b, j] = LSE_i(F[b, i] - C[i, j] / eps)``  (the g-update), and
+* ``lse_target(G)[b, i] = LSE_j(G[b, j] - C[i, j] / eps)``  (the f-update).
+
+:class:`DenseGeometry` works from a cost matrix shared by the batch (n, m) or one per problem
+(B, n, m), never materialising (B, n, m) when one matrix serves; :class:`GridGeometry` applies the
+squared Euclidean cost on product grids axis by axis ("convolutional Wasserstein", done in log
+space), which costs O(n^{1 + 1/D}) per problem instead of O(n^2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: Upper bound on the elements of one (chunk, n, m) temporary of the dense kernel (~128 MB in
+#: float32): large batches are processed in chunks so that memory stays bounded.
+DENSE_CHUNK_ELEMENTS = 1 << 25
+
+
+def softmin_last(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``LSE_i(values[..., i] - kernel[j, i])`` over the last axis, for every row j of ``kernel``.
+
+    Same result as ``torch.logsumexp(values[..., None, :] - kernel, -1)`` with one temporary
+    instead of several (the reductions are the solver's hot loop). Rows that are all -inf give
+    -inf, never NaN.
+
+    Parameters
+    ----------
+    values : torch.Tensor of shape (..., n)
+    kernel : torch.Tensor of shape (m, n) or (..., m, n)
+
+    Returns
+    -------
+    torch.Tensor of shape (..., m)
+    """
+    shifted = values[..., None, :] - kernel
+    peak = shifted.amax(-1, keepdim=True)
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros((), dtype=peak.dtype,
+                                                                device=peak.device))
+    shifted.sub_(peak).exp_()
+    return shifted.sum(-1).log_().add_(peak[..., 0])
+
+
+#: Below this, a float64 sum of exponentials may have lost terms to underflow: such entries are
+#: recomputed with the exact shifted log-sum-exp.
+_UNDERFLOW_GUARD = 1e-280
+
+
+def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch.Tensor):
+    """:func:`softmin_last` through a float64 matrix product, exact fallback on underflow.
+
+    Each row is shifted by its own maximum, so ``exp(values - peak) <= 1``; the sum against
+    ``exp(-kernel)`` is then a matrix product. The result equals the log-sum-exp to float64
+    rounding whenever the sum is above ``1e-280`` (every dropped term is below 1e-308); entries
+    under that are recomputed exactly with :func:`softmin_last`, row by row.
+
+    Parameters
+    ----------
+    values : torch.Tensor of shape (..., n)
+    kernel : torch.Tensor of shape (m, n)
+    kernel_exp : torch.Tensor of shape (n, m), float64
+        ``exp(-kernel).T``, precomputed.
+
+    Returns
+    -------
+    torch.Tensor of shape (..., m), in the dtype of ``values``
+    """
+    wide = values.to(torch.float64)
+    peak = wide.amax(-1, keepdim=True)
+    live = torch.isfinite(peak)
+    peak = torch.where(live, peak, torch.zeros((), dtype=peak.dtype, device=peak.device))
+    total = torch.exp(wide - peak) @ kernel_exp
+    out = (total.log() + peak).to(values.dtype)
+    suspect = (total < _UNDERFLOW_GUARD) & live
+    if bool(suspect.any()):
+        rows = suspect.any(-1)
+        out[rows] = softmin_last(values[rows], kernel)
+    return out
+
+
+def detect_grid(points: torch.Tensor) -> list[torch.Tensor] | None:
+    """Return the 1-D axes if ``points`` is a regular product grid in row-major order.
+
+    Parameters
+    ----------
+    points : torch.Tensor of shape (n, d)
+
+    Returns
+    -------
+    list of torch.Tensor or None
+        ``axes`` with ``torch.cartesian_prod(*axes) == points``, or None when ``points`` is not
+        such a grid or d < 2 (a 1-D support gains nothing from the separable kernel).
+
+    Examples
+    --------
+    >>> import torch
+    >>> axes = detect_grid(torch.cartesian_prod(torch.arange(3.0), torch.arange(2.0)))
+    >>> [len(a) for a in axes]
+    [3, 2]
+    """
+    if points.ndim != 2 or points.shape[1] < 2 or points.shape[0] < 4:
+        return None
+    axes = [torch.unique(points[:, k]) for k in range(points.shape[1])]
+    if math.prod(len(axis) for axis in axes) != points.shape[0]:
+        return None
+    if not torch.equal(torch.cartesian_prod(*axes), points):
+        return None
+    return axes
+
+
+class DenseGeometry:
+    """Soft-min reductions over an explicit cost matrix.
+
+    Parameters
+    ----------
+    cost : torch.Tensor of shape (n, m) or (B, n, m)
+        Cost matrix shared by the batch, or one per problem.
+    epsilon : float
+        Entropic regularisation.
+    """
+
+    def __init__(self, cost: torch.Tensor, epsilon: float) -> None:
+        self.cost = cost
+        self.epsilon = float(epsilon)
+        self.scaled = cost / self.epsilon
+        self.batched = cost.ndim == 3
+
+    def select(self, indices: torch.Tensor) -> DenseGeometry:
+        """The geometry of a sub-batch (a shared cost is kept as is)."""
+        if not self.batched:
+            return self
+        new = object.__new__(DenseGeometry)
+        new.__dict__.update(self.__dict__)
+        new.cost, new.scaled = self.cost[indices], self.scaled[indices]
+        return new
+
+    def restrict(self, source_used: torch.Tensor, target_used: torch.Tensor):
+        """Drop atoms that carry no mass in any problem of the batch (they never contribute).
+
+        Parameters
+        ----------
+        source_used, target_used : torch.Tensor of bool, shape (n,), (m,)
+
+        Returns
+        -------
+        geometry : DenseGeometry
+            The geometry on the kept atoms (``self`` when nothing is dropped).
+        source_index, target_index : torch.Tensor of long
+            Kept atoms, in order.
+        """
+        source_index = source_used.nonzero()[:, 0]
+        target_index = target_used.nonzero()[:, 0]
+        if len(source_index) == len(source_used) and len(target_index) == len(target_used):
+            return self, source_index, target_index
+        cost = self.cost.index_select(-2, source_index).index_select(-1, target_index)
+        return DenseGeometry(cost, self.epsilon), source_index, target_index
+
+    def cost_matrix(self) -> torch.Tensor:
+        """The cost, (n, m) or (B, n, m)."""
+        return self.cost
+
+    def _chunks(self, batch: int) -> int:
+        per_problem = self.scaled.shape[-2] * self.scaled.shape[-1]
+        return max(1, DENSE_CHUNK_ELEMENTS // max(per_problem, 1))
+
+    def lse_source(self, potential: torch.Tensor) -> torch.Tensor:
+        """``LSE_i(F[b, i] - C[i, j] / eps)`` for F of shape (B, n); returns (B, m)."""
+        return self._reduce(potential, source=True)
+
+    def lse_target(self, potential: torch.Tensor) -> torch.Tensor:
+        """``LSE_j(G[b, j] - C[i, j] / eps)`` for G of shape (B, m); returns (B, n)."""
+        return self._reduce(potential, source=False)
+
+    def _reduce(self, potential: torch.Tensor, *, source: bool) -> torch.Tensor:
+        step = self._chunks(potential.shape[0])
+        out = []
+        for start in range(0, potential.shape[0], step):
+            chunk = potential[start:start + step]
+            scaled = self.scaled[start:start + step] if self.batched else self.scaled
+            if source:
+                # (B, m, n): reduce over the contiguous last axis.
+                out.append(softmin_last(chunk, scaled.transpose(-1, -2)))
+            else:
+                out.append(softmin_last(chunk, scaled))
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+
+class GridGeometry:
+    """Squared Euclidean cost between two product grids, reduced one axis at a time.
+
+    For grids ``x = cartesian_prod(u_1, ..., u_D)`` and ``y = cartesian_prod(v_1, ..., v_D)`` the
+    cost separates, ``C[i, j] = sum_k (u_k[i_k] - v_k[j_k])^2``, so the soft-min over the whole grid
+    is D nested 1-D soft-mins.
+
+    Parameters
+    ----------
+    axes_x, axes_y : list of torch.Tensor
+        The 1-D axes of the source and target grids (same number of axes).
+    epsilon : float
+        Entropic regularisation.
+    """
+
+    batched = False
+
+    def __init__(self, axes_x: list[torch.Tensor], axes_y: list[torch.Tensor], epsilon: float):
+        if len(axes_x) != len(axes_y):
+            raise ValueError("source and target grids have different numbers of axes")
+        self.axes_x, self.axes_y = axes_x, axes_y
+        self.epsilon = float(epsilon)
+        self.shape_x = [len(u) for u in axes_x]
+        self.shape_y = [len(v) for v in axes_y]
+        # Per axis: (m_k, n_k) and (n_k, m_k) scaled 1-D costs, laid out for last-axis reductions.
+        self._to_target = [((v[:, None] - u[None, :]) ** 2) / self.epsilon
+                           for u, v in zip(axes_x, axes_y)]
+        self._to_source = [k.transpose(0, 1).contiguous() for k in self._to_target]
+        # exp(-K)^T in float64 for the matrix-product fast path of each reduction.
+        self._to_target_exp = [torch.exp(-k.to(torch.float64)).T.contiguous()
+                               for k in self._to_target]
+        self._to_source_exp = [torch.exp(-k.to(torch.float64)).T.contiguous()
+                               for k in self._to_source]
+
+    def select(self, indices: torch.Tensor) -> GridGeometry:
+        """The geometry of a sub-batch (shared by every problem, so unchanged)."""
+        return self
+
+    def restrict(self, source_used: torch.Tensor, target_used: torch.Tensor):
+        """Restrict both grids to the sub-grids spanned by atoms carrying mass.
+
+        Along each axis, keep the coordinates where some used atom lies; the product of the kept
+        coordinates is again a grid (a superset of the used atoms), so the kernel stays separable.
+
+        Parameters
+        ----------
+        source_used, target_used : torch.Tensor of bool, shape (n,), (m,)
+
+        Returns
+        -------
+        geometry : GridGeometry
+        source_index, target_index : torch.Tensor of long
+            Flat indices of the kept grid points, in row-major order.
+        """
+        axes_x, source_index = _sub_grid(self.axes_x, source_used)
+        axes_y, target_index = _sub_grid(self.axes_y, target_used)
+        return GridGeometry(axes_x, axes_y, self.epsilon), source_index, target_index
+
+    def cost_matrix(self) -> torch.Tensor:
+        """The dense (n, m) cost (materialised on demand, e.g. for plans)."""
+        x, y = torch.cartesian_prod(*self.axes_x), torch.cartesian_prod(*self.axes_y)
+        if x.ndim == 1:
+            x, y = x[:, None], y[:, None]
+        return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+
+    def lse_source(self, potential: torch.Tensor) -> torch.Tensor:
+        """``LSE_i(F[b, i] - C[i, j] / eps)`` for F of shape (B, n); returns (B, m)."""
+        return self._reduce(potential, self.shape_x, self._to_target, self._to_target_exp)
+
+    def lse_target(self, potential: torch.Tensor) -> torch.Tensor:
+        """``LSE_j(G[b, j] - C[i, j] / eps)`` for G of shape (B, m); returns (B, n)."""
+        return self._reduce(potential, self.shape_y, self._to_source, self._to_source_exp)
+
+    @staticmethod
+    def _reduce(potential: torch.Tensor, shape: list[int], kernels: list[torch.Tensor],
+                kernels_exp: list[torch.Tensor]):
+        batch = potential.shape[0]
+        values = potential.reshape(batch, *shape)
+        n_axes = len(shape)
+        for axis in reversed(range(n_axes)):
+            # Bring the reduced axis last, soft-min it against the 1-D kernel, put it back.
+            moved = values.movedim(axis + 1, -1)
+            reduced = softmin_matmul(moved, kernels[axis], kernels_exp[axis])
+            values = reduced.movedim(-1, axis + 1)
+        return values.reshape(batch, -1)
+
+
+def _sub_grid(axes: list[torch.Tensor], used: torch.Tensor):
+    shape = [len(axis) for axis in axes]
+    grid_used = used.reshape(shape)
+    kept = []
+    for k in range(len(shape)):
+        others = [d for d in range(len(shape)) if d != k]
+        kept.append(grid_used.any(dim=others).nonzero()[:, 0] if others else
+                    grid_used.nonzero()[:, 0])
+    flat = torch.arange(used.numel(), device=used.device).reshape(shape)
+    flat = flat[torch.meshgrid(*kept, indexing="ij")].reshape(-1)
+    return [axis[index] for axis, index in zip(axes, kept)], flat
+
+
+def make_geometry(
+    *,
+    epsilon: float,
+    cost_matrix: torch.Tensor | None = None,
+    grid_x: list[torch.Tensor] | None = None,
+    grid_y: list[torch.Tensor] | None = None,
+) -> DenseGeometry | GridGeometry:
+    """Pick the kernel: the separable one on grids, else the dense one.
+
+    Parameters
+    ----------
+    epsilon : float
+        Entropic regularisation.
+    cost_matrix : torch.Tensor, optional
+        (n, m) or (B, n, m) cost; required unless both grids are given.
+    grid_x, grid_y : list of torch.Tensor, optional
+        Axes of product-grid supports (squared Euclidean cost only).
+
+    Returns
+    -------
+    DenseGeometry or GridGeometry
+    """
+    if grid_x is not None and grid_y is not None and len(grid_x) == len(grid_y):
+        return GridGeometry(grid_x, grid_y, epsilon)
+    if cost_matrix is None:
+        raise ValueError("a cost matrix is needed when the supports are not both grids")
+    return DenseGeometry(cost_matrix, epsilon)

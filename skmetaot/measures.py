@@ -1,0 +1,542 @@
+"""Pairs of discrete measures: the samples that meta estimators and batched solvers consume.
+
+Two containers:
+
+* :class:`HistogramPairs`: N pairs of histograms on supports shared by all pairs (images on a grid,
+  supply/demand on fixed locations). Stored as (N, n) and (N, m) weight matrices.
+* :class:`MeasurePairs`: N pairs of weighted point clouds, each with its own support and size.
+
+:func:`as_pairs` turns every accepted input form into one of them, and :func:`pairs_from_images`
+builds grid histograms from images.
+
+Weights are validated (finite, non-negative, positive total mass) and then **rescaled to sum to
+one**: the solvers compute balanced OT between probability measures. Zero weights are allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
+from skmetaot.geometry import detect_grid
+
+__all__ = ["MeasurePairs", "HistogramPairs", "pairs_from_images", "as_pairs", "image_grid"]
+
+
+def _check_weights(weights: torch.Tensor, name: str) -> torch.Tensor:
+    """Check one measure's weights and rescale them to sum to one."""
+    if weights.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one weight per atom), got shape {tuple(weights.shape)}")
+    if weights.numel() == 0:
+        raise ValueError(f"{name} is an empty measure (no atoms)")
+    if bool((weights < 0).any()):
+        raise ValueError(f"{name} has negative weights (min {float(weights.min()):.3g})")
+    total = weights.sum()
+    if not float(total) > 0:
+        raise ValueError(f"{name} has zero total mass")
+    return weights / total
+
+
+def _check_support(points: torch.Tensor, name: str) -> torch.Tensor:
+    if points.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_points, dim), got shape {tuple(points.shape)}"
+        )
+    if points.shape[0] == 0:
+        raise ValueError(f"{name} is an empty measure (no points)")
+    if points.shape[1] == 0:
+        raise ValueError(f"{name} has points of dimension 0")
+    return points
+
+
+class MeasurePairs:
+    """N pairs of weighted point clouds, each pair with its own supports and sizes.
+
+    Parameters
+    ----------
+    x, y : sequence of array-like of shape (n_k, d) and (m_k, d)
+        Source and target supports of each pair. All pairs share the dimension d.
+    a, b : sequence of array-like of shape (n_k,) and (m_k,), optional
+        Source and target weights; uniform when omitted. Rescaled to sum to one.
+
+    Attributes
+    ----------
+    n_pairs : int
+        Number of pairs N.
+    dim : int
+        Dimension d of the support points.
+    shared_support : bool
+        False here; True for :class:`HistogramPairs`.
+    kind : ArrayKind
+        Whether the input was numpy or torch (results are returned in the same kind).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> pairs = MeasurePairs([rng.normal(size=(5, 2))], [rng.normal(size=(7, 2))])
+    >>> len(pairs), pairs.dim, pairs.source_sizes
+    (1, 2, [5])
+    """
+
+    shared_support = False
+
+    def __init__(
+        self,
+        x: Sequence[Any],
+        y: Sequence[Any],
+        a: Sequence[Any] | None = None,
+        b: Sequence[Any] | None = None,
+    ) -> None:
+        for name, seq in (("x", x), ("y", y), ("a", a), ("b", b)):
+            if seq is not None and not isinstance(seq, Sequence):
+                raise TypeError(f"{name} must be a sequence with one entry per pair")
+        if len(x) != len(y):
+            raise ValueError(f"got {len(x)} source supports but {len(y)} target supports")
+        if len(x) == 0:
+            raise ValueError("no pairs were given (empty collection)")
+        self.kind: ArrayKind = kind_of(*x, *y)
+        self.x: list[torch.Tensor] = []
+        self.y: list[torch.Tensor] = []
+        self.a: list[torch.Tensor] = []
+        self.b: list[torch.Tensor] = []
+        dtype = _common_dtype([*x, *y])
+        for k in range(len(x)):
+            xs = _check_support(as_float_tensor(x[k], f"pair {k}: source points", dtype=dtype),
+                                f"pair {k}: source points")
+            ys = _check_support(as_float_tensor(y[k], f"pair {k}: target points", dtype=dtype),
+                                f"pair {k}: target points")
+            self.x.append(xs)
+            self.y.append(ys.to(xs.device))
+            self.a.append(self._weights(a, k, xs, "source"))
+            self.b.append(self._weights(b, k, ys, "target"))
+        self.dim = self.x[0].shape[1]
+        for k, (xs, ys) in enumerate(zip(self.x, self.y)):
+            if xs.shape[1] != self.dim or ys.shape[1] != self.dim:
+                raise ValueError(
+                    f"pair {k}: dimension mismatch (source d={xs.shape[1]}, target "
+                    f"d={ys.shape[1]}, expected d={self.dim} as in pair 0)"
+                )
+
+    @staticmethod
+    def _weights(weights: Sequence[Any] | None, k: int, points: torch.Tensor, side: str):
+        name = f"pair {k}: {side} weights"
+        n_points = points.shape[0]
+        if weights is None or weights[k] is None:
+            return torch.full((n_points,), 1.0 / n_points, dtype=points.dtype, device=points.device)
+        w = as_float_tensor(weights[k], name, dtype=points.dtype, device=points.device)
+        w = _check_weights(w, name)
+        if w.shape[0] != n_points:
+            raise ValueError(f"{name} has {w.shape[0]} entries but there are {n_points} points")
+        return w
+
+    # -- collection protocol -------------------------------------------------------------
+    @property
+    def n_pairs(self) -> int:
+        """Number of pairs."""
+        return len(self.a)
+
+    def __len__(self) -> int:
+        return self.n_pairs
+
+    @property
+    def source_sizes(self) -> list[int]:
+        """Number of source atoms of each pair."""
+        return [int(w.shape[-1]) for w in self.a]
+
+    @property
+    def target_sizes(self) -> list[int]:
+        """Number of target atoms of each pair."""
+        return [int(w.shape[-1]) for w in self.b]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the stored tensors."""
+        return self.a[0].dtype
+
+    def __getitem__(self, index: Any) -> MeasurePairs:
+        """Select pairs by an int, a slice or an index array; always returns a collection."""
+        indices = _as_indices(index, self.n_pairs)
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        for name in ("x", "y", "a", "b"):
+            new.__dict__[name] = [getattr(self, name)[i] for i in indices]
+        return new
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | None = None):
+        """Return a copy with every tensor moved to ``dtype``/``device`` (the kind is kept)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        for name in ("x", "y", "a", "b"):
+            new.__dict__[name] = [t.to(dtype=dtype or t.dtype, device=device or t.device)
+                                  for t in getattr(self, name)]
+        return new
+
+    def padded(self, indices: Sequence[int] | None = None):
+        """Stack the selected pairs into padded tensors; padding atoms get zero weight.
+
+        Parameters
+        ----------
+        indices : sequence of int, optional
+            Which pairs (all by default).
+
+        Returns
+        -------
+        x : torch.Tensor of shape (B, n_max, d)
+        a : torch.Tensor of shape (B, n_max)
+        y : torch.Tensor of shape (B, m_max, d)
+        b : torch.Tensor of shape (B, m_max)
+        """
+        indices = range(self.n_pairs) if indices is None else indices
+        return (*_pad([self.x[i] for i in indices], [self.a[i] for i in indices]),
+                *_pad([self.y[i] for i in indices], [self.b[i] for i in indices]))
+
+    def __repr__(self) -> str:
+        sizes = f"n={self.source_sizes[:3]}..., m={self.target_sizes[:3]}..."
+        return f"{type(self).__name__}(n_pairs={self.n_pairs}, dim={self.dim}, {sizes})"
+
+
+class HistogramPairs(MeasurePairs):
+    """N pairs of histograms on supports shared by every pair.
+
+    Parameters
+    ----------
+    a : array-like of shape (N, n)
+        Source weights of each pair (rows are rescaled to sum to one).
+    b : array-like of shape (N, m)
+        Target weights of each pair.
+    x : array-like of shape (n, d), optional
+        Source support. Default: n points evenly spaced on [0, 1] (d = 1).
+    y : array-like of shape (m, d), optional
+        Target support. Default: ``x`` when n == m, else m points evenly spaced on [0, 1].
+
+    Attributes
+    ----------
+    a, b : torch.Tensor of shape (N, n), (N, m)
+        Normalised weights.
+    x, y : torch.Tensor of shape (n, d), (m, d)
+        Shared supports.
+    grid_x, grid_y : list of torch.Tensor or None
+        The 1-D axes when a support is a regular product grid (so that solvers can use a
+        separable kernel), else None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pairs = HistogramPairs(np.ones((4, 3)), np.ones((4, 3)))
+    >>> pairs.a.shape, pairs.x.shape
+    (torch.Size([4, 3]), torch.Size([3, 1]))
+    """
+
+    shared_support = True
+
+    def __init__(self, a: Any, b: Any, x: Any = None, y: Any = None) -> None:
+        self.kind = kind_of(a, b, x, y)
+        dtype = _common_dtype([a, b, x, y])
+        a_t = as_float_tensor(a, "a (source weights)", dtype=dtype, finite=False)
+        b_t = as_float_tensor(b, "b (target weights)", dtype=dtype, device=a_t.device,
+                              finite=False)
+        for name, w in (("a (source weights)", a_t), ("b (target weights)", b_t)):
+            if w.ndim != 2:
+                raise ValueError(f"{name} must be 2-D (n_pairs, n_atoms), got shape {tuple(w.shape)}")
+        if a_t.shape[0] != b_t.shape[0]:
+            raise ValueError(f"a has {a_t.shape[0]} pairs but b has {b_t.shape[0]}")
+        if a_t.shape[0] == 0:
+            raise ValueError("no pairs were given (empty collection)")
+        self.a = _check_weight_rows(a_t, "source")
+        self.b = _check_weight_rows(b_t, "target")
+        n, m = self.a.shape[1], self.b.shape[1]
+        self.x = self._support(x, n, "x (source support)")
+        if y is None and n == m:
+            self.y = self.x
+        else:
+            self.y = self._support(y, m, "y (target support)")
+        if self.x.shape[1] != self.y.shape[1]:
+            raise ValueError(
+                f"dimension mismatch: x has d={self.x.shape[1]}, y has d={self.y.shape[1]}"
+            )
+        self.dim = self.x.shape[1]
+        self.grid_x = detect_grid(self.x)
+        self.grid_y = self.grid_x if self.y is self.x else detect_grid(self.y)
+
+    def _support(self, points: Any, n_atoms: int, name: str) -> torch.Tensor:
+        if points is None:
+            return torch.linspace(0, 1, n_atoms, dtype=self.a.dtype, device=self.a.device)[:, None]
+        support = _check_support(
+            as_float_tensor(points, name, dtype=self.a.dtype, device=self.a.device), name
+        )
+        if support.shape[0] != n_atoms:
+            raise ValueError(f"{name} has {support.shape[0]} points but the weights have {n_atoms}")
+        return support
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of pairs."""
+        return int(self.a.shape[0])
+
+    @property
+    def source_sizes(self) -> list[int]:
+        """Number of source atoms of each pair (all equal)."""
+        return [int(self.a.shape[1])] * self.n_pairs
+
+    @property
+    def target_sizes(self) -> list[int]:
+        """Number of target atoms of each pair (all equal)."""
+        return [int(self.b.shape[1])] * self.n_pairs
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the stored tensors."""
+        return self.a.dtype
+
+    def __getitem__(self, index: Any) -> HistogramPairs:
+        """Select pairs by an int, a slice or an index array; always returns a collection."""
+        indices = torch.as_tensor(_as_indices(index, self.n_pairs), dtype=torch.long,
+                                  device=self.a.device)
+        new = object.__new__(HistogramPairs)
+        new.__dict__.update(self.__dict__)
+        new.a, new.b = self.a[indices], self.b[indices]
+        return new
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | None = None):
+        """Return a copy with every tensor moved to ``dtype``/``device`` (the kind is kept)."""
+        def move(t):
+            return t.to(dtype=dtype or t.dtype, device=device or t.device)
+
+        new = object.__new__(HistogramPairs)
+        new.__dict__.update(self.__dict__)
+        new.a, new.b, new.x = move(self.a), move(self.b), move(self.x)
+        new.y = new.x if self.y is self.x else move(self.y)
+        for name in ("grid_x", "grid_y"):
+            axes = getattr(self, name)
+            setattr(new, name, None if axes is None else [move(t) for t in axes])
+        return new
+
+    def padded(self, indices: Sequence[int] | None = None):
+        """Return ``(x, a, y, b)`` for the selected pairs; supports are shared, so x is (n, d)."""
+        idx = slice(None) if indices is None else torch.as_tensor(list(indices), dtype=torch.long)
+        return self.x, self.a[idx], self.y, self.b[idx]
+
+
+def image_grid(height: int, width: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Pixel centres of an ``height x width`` image as points of [0, 1]^2, in row-major order.
+
+    Parameters
+    ----------
+    height, width : int
+    dtype : torch.dtype, default=torch.float64
+
+    Returns
+    -------
+    torch.Tensor of shape (height * width, 2)
+
+    Examples
+    --------
+    >>> image_grid(2, 3).shape
+    torch.Size([6, 2])
+    """
+    rows = torch.linspace(0, 1, height, dtype=dtype)
+    cols = torch.linspace(0, 1, width, dtype=dtype)
+    return torch.cartesian_prod(rows, cols)
+
+
+def pairs_from_images(images_a: Any, images_b: Any) -> HistogramPairs:
+    """Histogram pairs from grayscale images on the pixel grid of [0, 1]^2.
+
+    Each image is flattened and normalised to sum to one; the support is :func:`image_grid`
+    (so solvers use the separable grid kernel for the squared Euclidean cost).
+
+    Parameters
+    ----------
+    images_a, images_b : array-like of shape (N, H, W)
+        Non-negative intensities (any numeric dtype; uint8 images are fine).
+
+    Returns
+    -------
+    HistogramPairs
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pairs = pairs_from_images(np.ones((2, 4, 4)), np.ones((2, 4, 4)))
+    >>> pairs.a.shape, pairs.grid_x is not None
+    (torch.Size([2, 16]), True)
+    """
+    kind = kind_of(images_a, images_b)
+    imgs_a = as_float_tensor(images_a, "images_a")
+    imgs_b = as_float_tensor(images_b, "images_b", dtype=imgs_a.dtype, device=imgs_a.device)
+    for name, imgs in (("images_a", imgs_a), ("images_b", imgs_b)):
+        if imgs.ndim != 3:
+            raise ValueError(f"{name} must have shape (N, H, W), got {tuple(imgs.shape)}")
+    if imgs_a.shape[0] != imgs_b.shape[0]:
+        raise ValueError(f"images_a has {imgs_a.shape[0]} images but images_b has {imgs_b.shape[0]}")
+    grid_a = image_grid(*imgs_a.shape[1:], dtype=imgs_a.dtype).to(imgs_a.device)
+    grid_b = image_grid(*imgs_b.shape[1:], dtype=imgs_a.dtype).to(imgs_a.device)
+    pairs = HistogramPairs(imgs_a.flatten(1), imgs_b.flatten(1), grid_a,
+                           None if imgs_a.shape[1:] == imgs_b.shape[1:] else grid_b)
+    pairs.kind = kind
+    return pairs
+
+
+def as_pairs(data: Any, *, allow_single: bool = True) -> MeasurePairs:
+    """Normalise any accepted input form into a :class:`MeasurePairs`.
+
+    Accepted forms:
+
+    1. a :class:`MeasurePairs` or :class:`HistogramPairs` (returned unchanged);
+    2. an array of image pairs of shape (N, 2, H, W) (grayscale intensities);
+    3. a sequence of pairs ``(Xs, Xt)`` of point clouds (uniform weights) or ``((Xs, a), (Xt, b))``
+       weighted ones, with sizes free to vary between pairs;
+    4. a single pair ``(Xs, Xt)`` or ``((Xs, a), (Xt, b))`` when ``allow_single`` is true.
+
+    Parameters
+    ----------
+    data : object
+        One of the forms above.
+    allow_single : bool, default=True
+        Whether a single pair is accepted (as a collection of one).
+
+    Returns
+    -------
+    MeasurePairs
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is not one of the accepted forms.
+    ValueError
+        If the values are invalid (the message names the pair index and the problem).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> one = (rng.normal(size=(10, 2)), rng.normal(size=(12, 2)))
+    >>> len(as_pairs(one)), len(as_pairs([one, one]))
+    (1, 2)
+    """
+    if isinstance(data, MeasurePairs):
+        return data
+    if isinstance(data, (np.ndarray, torch.Tensor)):
+        if data.ndim == 4 and data.shape[1] == 2:
+            return pairs_from_images(data[:, 0], data[:, 1])
+        raise ValueError(
+            "an array input must hold image pairs of shape (N, 2, H, W), got shape "
+            f"{tuple(data.shape)}; pass point clouds as a sequence of (Xs, Xt) pairs"
+        )
+    if isinstance(data, (str, bytes, dict)) or not isinstance(data, Sequence):
+        raise TypeError(
+            f"cannot interpret a {type(data).__name__} as measure pairs; pass a MeasurePairs, "
+            "an (N, 2, H, W) array of images or a sequence of (Xs, Xt) pairs"
+        )
+    if len(data) == 0:
+        raise ValueError("no pairs were given (empty collection)")
+    if _is_pair(data):
+        if not allow_single:
+            raise TypeError("a single pair (Xs, Xt) was given where a collection of pairs is needed")
+        data = [data]
+    for k, pair in enumerate(data):
+        if not _is_pair(pair):
+            raise TypeError(
+                f"pair {k}: expected (Xs, Xt) with 2-D point arrays or ((Xs, a), (Xt, b)), got "
+                f"{_describe(pair)}"
+            )
+    sources = [_split_measure(pair[0]) for pair in data]
+    targets = [_split_measure(pair[1]) for pair in data]
+    return MeasurePairs([s[0] for s in sources], [t[0] for t in targets],
+                        [s[1] for s in sources], [t[1] for t in targets])
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _ndim(obj: Any) -> int | None:
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return obj.ndim
+    if isinstance(obj, (list, tuple)):
+        try:
+            return np.asarray(obj).ndim if np.asarray(obj).dtype != object else None
+        except ValueError:
+            return None
+    return None
+
+
+def _is_measure(obj: Any) -> bool:
+    """A measure is a 2-D array of points, or a (points, weights) pair of a 2-D and a 1-D array."""
+    if _ndim(obj) == 2:
+        return True
+    return (isinstance(obj, (list, tuple)) and len(obj) == 2
+            and _ndim(obj[0]) == 2 and _ndim(obj[1]) == 1)
+
+
+def _is_pair(obj: Any) -> bool:
+    return (isinstance(obj, (list, tuple)) and len(obj) == 2
+            and _is_measure(obj[0]) and _is_measure(obj[1]))
+
+
+def _split_measure(measure: Any) -> tuple[Any, Any]:
+    if isinstance(measure, (list, tuple)) and _ndim(measure[0]) == 2 and _ndim(measure[1]) == 1:
+        return measure[0], measure[1]
+    return measure, None
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, (list, tuple)):
+        return f"a {type(obj).__name__} of length {len(obj)}"
+    shape = getattr(obj, "shape", None)
+    return f"{type(obj).__name__} with shape {tuple(shape)}" if shape is not None else type(obj).__name__
+
+
+def _common_dtype(values: Sequence[Any]) -> torch.dtype | None:
+    """float32 only when every floating input is float32; None lets conversion decide."""
+    dtypes = set()
+    for v in values:
+        dt = getattr(v, "dtype", None)
+        if dt in (np.float32, torch.float32):
+            dtypes.add("float32")
+        elif dt is not None and v is not None:
+            dtypes.add("other")
+    return torch.float32 if dtypes == {"float32"} else (torch.float64 if dtypes else None)
+
+
+def _check_weight_rows(weights: torch.Tensor, side: str) -> torch.Tensor:
+    if weights.shape[1] == 0:
+        raise ValueError(f"the {side} measures are empty (0 atoms)")
+    non_finite = ~torch.isfinite(weights).all(dim=1)
+    if bool(non_finite.any()):
+        raise ValueError(f"pair {int(non_finite.nonzero()[0])}: {side} weights contain NaN or inf")
+    negative = (weights < 0).any(dim=1)
+    if bool(negative.any()):
+        k = int(negative.nonzero()[0])
+        raise ValueError(f"pair {k}: {side} weights are negative (min {float(weights[k].min()):.3g})")
+    totals = weights.sum(dim=1, keepdim=True)
+    empty = totals[:, 0] <= 0
+    if bool(empty.any()):
+        raise ValueError(f"pair {int(empty.nonzero()[0])}: {side} weights have zero total mass")
+    return weights / totals
+
+
+def _as_indices(index: Any, n: int) -> list[int]:
+    if isinstance(index, slice):
+        return list(range(n))[index]
+    if isinstance(index, (int, np.integer)):
+        if not -n <= int(index) < n:
+            raise IndexError(f"pair index {index} is out of range for {n} pairs")
+        return [int(index) % n]
+    indices = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
+    if indices.dtype == bool:
+        indices = np.flatnonzero(indices)
+    return [int(i) % n for i in indices.ravel()]
+
+
+def _pad(points: list[torch.Tensor], weights: list[torch.Tensor]):
+    size = max(int(w.shape[0]) for w in weights)
+    ref = weights[0]
+    out_x = ref.new_zeros((len(points), size, points[0].shape[1]))
+    out_w = ref.new_zeros((len(points), size))
+    for k, (p, w) in enumerate(zip(points, weights)):
+        out_x[k, : p.shape[0]] = p
+        out_w[k, : w.shape[0]] = w
+    return out_x, out_w

@@ -1,0 +1,362 @@
+"""Public entry points of the batched entropic solver: :func:`sinkhorn` and :func:`solve_pairs`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from skmetaot._backend import ArrayKind, as_float_tensor, kind_of, resolve_device, resolve_dtype
+from skmetaot.costs import CostSpec, is_sqeuclidean, pairwise_cost
+from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, DenseGeometry, GridGeometry, make_geometry
+from skmetaot.measures import HistogramPairs, MeasurePairs, as_pairs
+from skmetaot.solvers.initializers import gaussian_init, zeros_init
+from skmetaot.solvers.sinkhorn import SinkhornState, solve_batch, transport_plan
+
+_NAMED_INITS = ("zeros", "gaussian")
+
+
+def _check_scalars(epsilon: float, tol: float, max_iter: int) -> None:
+    if not (isinstance(epsilon, (int, float)) and np.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"epsilon must be a finite positive number, got {epsilon!r}")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+
+
+def pair_geometry(
+    pairs: MeasurePairs,
+    indices: list[int],
+    *,
+    epsilon: float,
+    cost: CostSpec,
+    cost_matrix: torch.Tensor | None,
+) -> tuple[DenseGeometry | GridGeometry, tuple[torch.Tensor, ...]]:
+    """Geometry and padded ``(x, a, y, b)`` of the pairs ``indices``.
+
+    Parameters
+    ----------
+    pairs : MeasurePairs
+    indices : list of int
+    epsilon : float
+    cost : str or callable
+    cost_matrix : torch.Tensor, optional
+        (n, m) shared or (N, n, m) per-pair costs overriding ``cost``.
+
+    Returns
+    -------
+    geometry : DenseGeometry or GridGeometry
+    tensors : tuple of torch.Tensor
+        ``(x, a, y, b)`` as returned by :meth:`MeasurePairs.padded`.
+    """
+    x, a, y, b = pairs.padded(indices)
+    if cost_matrix is not None:
+        matrix = cost_matrix if cost_matrix.ndim == 2 else cost_matrix[indices]
+        return DenseGeometry(matrix, epsilon), (x, a, y, b)
+    if pairs.shared_support:
+        if is_sqeuclidean(cost) and pairs.grid_x is not None and pairs.grid_y is not None:
+            return make_geometry(epsilon=epsilon, grid_x=pairs.grid_x, grid_y=pairs.grid_y), (
+                x, a, y, b)
+        return DenseGeometry(pairwise_cost(x, y, cost), epsilon), (x, a, y, b)
+    return DenseGeometry(pairwise_cost(x, y, cost), epsilon), (x, a, y, b)
+
+
+def _initial_f(init: Any, geometry, tensors, indices, pairs: MeasurePairs) -> torch.Tensor:
+    x, a, y, b = tensors
+    if init is None or (isinstance(init, str) and init == "zeros"):
+        return zeros_init(x, a)
+    if isinstance(init, str) and init == "gaussian":
+        return gaussian_init(x, a, y, b)
+    if isinstance(init, str):
+        raise ValueError(f"init={init!r} is not supported; use {_NAMED_INITS} or potentials")
+    f_given, g_given = init if isinstance(init, tuple) else (init, None)
+    if f_given is not None:
+        return _gather_potential(f_given, indices, a, "init f")
+    g = _gather_potential(g_given, indices, b, "init g")
+    scaled_g = torch.where(b > 0, g / geometry.epsilon, torch.full_like(g, float("-inf")))
+    return geometry.epsilon * (torch.log(a) - geometry.lse_target(scaled_g))
+
+
+def _gather_potential(values: Any, indices: list[int], like: torch.Tensor, name: str):
+    """Rows ``indices`` of user potentials: an (N, n) array, or a list of 1-D arrays."""
+    if isinstance(values, (list, tuple)):
+        out = torch.zeros_like(like)
+        for k, i in enumerate(indices):
+            row = as_float_tensor(values[i], f"{name}[{i}]", dtype=like.dtype, device=like.device,
+                                  finite=False).reshape(-1)
+            if row.shape[0] > like.shape[1]:
+                raise ValueError(f"{name}[{i}] has {row.shape[0]} entries, expected {like.shape[1]}")
+            out[k, : row.shape[0]] = row
+        return _finite_on_support(out, like, name)
+    tensor = as_float_tensor(values, name, dtype=like.dtype, device=like.device, finite=False)
+    tensor = tensor.reshape(1, -1) if tensor.ndim == 1 else tensor
+    if tensor.ndim != 2 or tensor.shape[1] != like.shape[1] or tensor.shape[0] <= max(indices):
+        raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected (n_pairs, {like.shape[1]})")
+    return _finite_on_support(tensor[indices], like, name)
+
+
+def _finite_on_support(values: torch.Tensor, weights: torch.Tensor, name: str) -> torch.Tensor:
+    if bool(torch.isnan(values).any()) or bool((~torch.isfinite(values) & (weights > 0)).any()):
+        raise ValueError(f"{name} must be finite on atoms with positive weight")
+    return torch.where(weights > 0, values, torch.zeros_like(values))
+
+
+def _default_batch_size(pairs: MeasurePairs, cost_matrix: torch.Tensor | None) -> int:
+    if pairs.shared_support and (cost_matrix is None or cost_matrix.ndim == 2):
+        return max(1, pairs.n_pairs)
+    per_problem = max(pairs.source_sizes) * max(pairs.target_sizes)
+    return max(1, DENSE_CHUNK_ELEMENTS // per_problem)
+
+
+def solve_pairs(
+    pairs: MeasurePairs,
+    *,
+    epsilon: float = 1e-2,
+    cost: CostSpec = "sqeuclidean",
+    cost_matrix: torch.Tensor | None = None,
+    init: Any = None,
+    tol: float = 1e-3,
+    max_iter: int = 1000,
+    batch_size: int | None = None,
+) -> SinkhornState:
+    """Solve every pair of a :class:`MeasurePairs` (torch in, torch out; padded potentials).
+
+    Parameters
+    ----------
+    pairs : MeasurePairs
+        Already on the device and dtype to compute in.
+    epsilon, cost, init, tol, max_iter
+        As in :func:`sinkhorn`.
+    cost_matrix : torch.Tensor, optional
+        (n, m) or (N, n, m) costs overriding ``cost``.
+    batch_size : int, optional
+        Problems solved together; by default all of them for shared supports, and as many as keep
+        the dense cost tensors within a fixed memory budget otherwise.
+
+    Returns
+    -------
+    SinkhornState
+        Potentials padded to the largest size (padding atoms: -inf).
+    """
+    _check_scalars(epsilon, tol, max_iter)
+    step = batch_size or _default_batch_size(pairs, cost_matrix)
+    states = []
+    for start in range(0, pairs.n_pairs, step):
+        indices = list(range(start, min(start + step, pairs.n_pairs)))
+        geometry, tensors = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
+                                          cost_matrix=cost_matrix)
+        f_init = _initial_f(init, geometry, tensors, indices, pairs)
+        states.append(solve_batch(geometry, tensors[1], tensors[3], f_init, tol=tol,
+                                  max_iter=max_iter))
+    if len(states) == 1:
+        return states[0]
+    return SinkhornState(*(_cat_padded([getattr(s, name) for s in states])
+                           for name in ("f", "g", "n_iter", "errors", "converged")))
+
+
+def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:
+    if parts[0].ndim == 1:
+        return torch.cat(parts)
+    width = max(p.shape[1] for p in parts)
+    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1]), value=float("-inf"))
+                      for p in parts])
+
+
+@dataclass
+class SinkhornResult:
+    """What :func:`sinkhorn` returns, in the user's array kind (numpy or torch).
+
+    Attributes
+    ----------
+    f, g : array of shape (N, n), (N, m) (or (n,), (m,) for one problem; lists of arrays when
+        pairs have different sizes)
+        Dual potentials in cost units; -inf on zero-weight atoms; ``g = g(f)`` exactly.
+    n_iter : array of shape (N,)
+        Iterations per problem.
+    errors : array of shape (N,)
+        L1 marginal error ``|P 1 - a|_1 + |P^T 1 - b|_1`` at the returned potentials.
+    converged : array of shape (N,)
+        Whether each problem reached ``tol``.
+    epsilon : float
+        The regularisation used.
+    plans : array of shape (N, n, m) or None
+        The couplings when ``return_plan=True`` (else call :meth:`plan`).
+    """
+
+    f: Any
+    g: Any
+    n_iter: Any
+    errors: Any
+    converged: Any
+    epsilon: float
+    plans: Any = None
+    _state: SinkhornState | None = field(default=None, repr=False)
+    _pairs: MeasurePairs | None = field(default=None, repr=False)
+    _cost: Any = field(default=None, repr=False)
+    _cost_matrix: torch.Tensor | None = field(default=None, repr=False)
+    _single: bool = field(default=False, repr=False)
+
+    def plan(self) -> Any:
+        """The couplings ``P_ij = exp((f_i + g_j - C_ij)/eps)``, one per problem."""
+        plans = pair_plans(self._pairs, self._state, epsilon=self.epsilon, cost=self._cost,
+                           cost_matrix=self._cost_matrix)
+        return _to_user(plans, self._pairs, self._single, kind=self._pairs.kind, plans=True)
+
+
+def pair_plans(pairs, state, *, epsilon, cost, cost_matrix=None) -> list[torch.Tensor] | torch.Tensor:
+    """Plans of solved pairs: a (N, n, m) tensor for shared sizes, else a list of (n_k, m_k)."""
+    plans = []
+    step = _default_batch_size(pairs, cost_matrix) if not pairs.shared_support else 64
+    for start in range(0, pairs.n_pairs, step):
+        indices = list(range(start, min(start + step, pairs.n_pairs)))
+        geometry, _ = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
+                                    cost_matrix=cost_matrix)
+        plans.append(transport_plan(geometry.cost_matrix(), state.f[indices], state.g[indices],
+                                    epsilon))
+    if pairs.shared_support:
+        return torch.cat(plans)
+    flat = [p for chunk in plans for p in chunk]
+    return [p[:n, :m] for p, n, m in zip(flat, pairs.source_sizes, pairs.target_sizes)]
+
+
+def _to_user(values, pairs: MeasurePairs, single: bool, *, kind: ArrayKind, plans: bool = False):
+    if isinstance(values, list):
+        out = [kind.wrap(v) for v in values]
+        return out[0] if single else out
+    out = kind.wrap(values)
+    return out[0] if single else out
+
+
+def _trim(values: torch.Tensor, sizes: list[int], pairs: MeasurePairs):
+    if pairs.shared_support or len(set(sizes)) == 1:
+        return values[:, : sizes[0]]
+    return [values[k, :n] for k, n in enumerate(sizes)]
+
+
+def _pairs_from_arrays(a, b, C, x, y) -> tuple[MeasurePairs, bool, torch.Tensor | None]:
+    kind = kind_of(a, b, C, x, y)
+    a_t = as_float_tensor(a, "a", finite=False)
+    single = a_t.ndim == 1
+    b_t = as_float_tensor(b, "b", finite=False)
+    if b_t.ndim != a_t.ndim:
+        raise ValueError(f"a has shape {tuple(a_t.shape)} but b has {tuple(b_t.shape)}")
+    if single:
+        a_t, b_t = a_t[None], b_t[None]
+    cost_matrix = None
+    if C is not None:
+        cost_matrix = as_float_tensor(C, "C (cost matrix)")
+        expected = (a_t.shape[1], b_t.shape[1])
+        if cost_matrix.shape[-2:] != expected or cost_matrix.ndim not in (2, 3) or (
+            cost_matrix.ndim == 3 and cost_matrix.shape[0] != a_t.shape[0]
+        ):
+            raise ValueError(f"C has shape {tuple(cost_matrix.shape)}; expected {expected} or "
+                             f"({a_t.shape[0]}, {expected[0]}, {expected[1]})")
+    elif x is None or y is None:
+        raise ValueError("give either a cost matrix C or the supports x and y")
+    x_t = None if x is None else as_float_tensor(x, "x")
+    y_t = None if y is None else as_float_tensor(y, "y")
+    if x_t is not None and x_t.ndim == 3:
+        pairs = MeasurePairs(list(x_t), list(y_t), list(a_t), list(b_t))
+    else:
+        pairs = HistogramPairs(a_t, b_t, x_t, y_t)
+    pairs.kind = kind
+    return pairs, single, cost_matrix
+
+
+def sinkhorn(
+    a: Any,
+    b: Any = None,
+    C: Any = None,
+    *,
+    x: Any = None,
+    y: Any = None,
+    cost: CostSpec = "sqeuclidean",
+    epsilon: float = 1e-2,
+    init: Any = None,
+    tol: float = 1e-3,
+    max_iter: int = 1000,
+    return_plan: bool = False,
+    batch_size: int | None = None,
+    device: Any = None,
+    dtype: Any = None,
+) -> SinkhornResult:
+    """Batched log-domain Sinkhorn for one or many entropic OT problems.
+
+    Parameters
+    ----------
+    a : array-like of shape (n,) or (N, n), or measure pairs
+        Source weights (rows rescaled to sum to one; zeros allowed). Anything
+        :func:`skmetaot.as_pairs` accepts (with ``b=None``) is solved pair by pair.
+    b : array-like of shape (m,) or (N, m), optional
+        Target weights.
+    C : array-like of shape (n, m) or (N, n, m), optional
+        Cost matrix, shared by all problems or one each. When omitted, ``cost(x, y)`` is used.
+    x, y : array-like of shape (n, d) / (m, d) or (N, n, d) / (N, m, d), optional
+        Supports. Product grids (e.g. image pixels) with the squared Euclidean cost are detected
+        and solved with the separable kernel.
+    cost : {"sqeuclidean", "euclidean", "spherical"} or callable, default="sqeuclidean"
+    epsilon : float, default=1e-2
+        Entropic regularisation, in cost units (absolute, not rescaled).
+    init : {"zeros", "gaussian"}, array-like, or tuple (f, g), optional
+        Initial potentials: zeros (default), the Gaussian-map potential (Thornton & Cuturi 2022),
+        a given f (N, n), or ``(None, g)``.
+    tol : float, default=1e-3
+        Stop each problem when ``|P 1 - a|_1 + |P^T 1 - b|_1 < tol``.
+    max_iter : int, default=1000
+    return_plan : bool, default=False
+        Also compute the (N, n, m) couplings.
+    batch_size : int, optional
+        Problems solved together (bounded memory for large collections).
+    device : str or torch.device, optional
+        Where to compute; default: the input's device ("auto" picks CUDA when present).
+    dtype : {"float32", "float64"}, optional
+        Computation dtype; default: the input's.
+
+    Returns
+    -------
+    SinkhornResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmetaot import sinkhorn
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.random((5, 2)), rng.random((6, 2))
+    >>> res = sinkhorn(np.ones(5), np.ones(6), x=x, y=y, epsilon=0.1, tol=1e-8)
+    >>> res.plan().sum(0).round(4)
+    array([0.1667, 0.1667, 0.1667, 0.1667, 0.1667, 0.1667])
+    """
+    single = False
+    cost_matrix = None
+    if b is None:
+        pairs = as_pairs(a)
+    else:
+        pairs, single, cost_matrix = _pairs_from_arrays(a, b, C, x, y)
+    target_dtype = resolve_dtype(dtype)
+    target_device = resolve_device(device) if device is not None else None
+    kind = pairs.kind
+    pairs = pairs.to(target_dtype, target_device)
+    if cost_matrix is not None:
+        cost_matrix = cost_matrix.to(dtype=pairs.dtype, device=_device_of(pairs))
+    state = solve_pairs(pairs, epsilon=epsilon, cost=cost, cost_matrix=cost_matrix, init=init,
+                        tol=tol, max_iter=max_iter, batch_size=batch_size)
+    result = SinkhornResult(
+        f=_to_user(_trim(state.f, pairs.source_sizes, pairs), pairs, single, kind=kind),
+        g=_to_user(_trim(state.g, pairs.target_sizes, pairs), pairs, single, kind=kind),
+        n_iter=_to_user(state.n_iter, pairs, single, kind=kind),
+        errors=_to_user(state.errors, pairs, single, kind=kind),
+        converged=_to_user(state.converged, pairs, single, kind=kind),
+        epsilon=float(epsilon),
+        _state=state, _pairs=pairs, _cost=cost, _cost_matrix=cost_matrix, _single=single,
+    )
+    if return_plan:
+        result.plans = result.plan()
+    return result
+
+
+def _device_of(pairs: MeasurePairs) -> torch.device:
+    weights = pairs.a if isinstance(pairs.a, torch.Tensor) else pairs.a[0]
+    return weights.device
