@@ -217,7 +217,7 @@ class GridGeometry:
         self.shape_y = [len(v) for v in axes_y]
         # Per axis: (m_k, n_k) and (n_k, m_k) scaled 1-D costs, laid out for last-axis reductions.
         self._to_target = [((v[:, None] - u[None, :]) ** 2) / self.epsilon
-                           for u, v in zip(axes_x, axes_y)]
+                           for u, v in zip(axes_x, axes_y, strict=False)]
         self._to_source = [k.transpose(0, 1).contiguous() for k in self._to_target]
         # exp(-K)^T in float64 for the matrix-product fast path of each reduction.
         self._to_target_exp = [torch.exp(-k.to(torch.float64)).T.contiguous()
@@ -288,7 +288,7 @@ def _sub_grid(axes: list[torch.Tensor], used: torch.Tensor):
                     grid_used.nonzero()[:, 0])
     flat = torch.arange(used.numel(), device=used.device).reshape(shape)
     flat = flat[torch.meshgrid(*kept, indexing="ij")].reshape(-1)
-    return [axis[index] for axis, index in zip(axes, kept)], flat
+    return [axis[index] for axis, index in zip(axes, kept, strict=False)], flat
 
 
 def make_geometry(

@@ -30,7 +30,8 @@ __all__ = ["MeasurePairs", "HistogramPairs", "pairs_from_images", "as_pairs", "i
 def _check_weights(weights: torch.Tensor, name: str) -> torch.Tensor:
     """Check one measure's weights and rescale them to sum to one."""
     if weights.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one weight per atom), got shape {tuple(weights.shape)}")
+        raise ValueError(
+            f"{name} must be 1-D (one weight per atom), got shape {tuple(weights.shape)}")
     if weights.numel() == 0:
         raise ValueError(f"{name} is an empty measure (no atoms)")
     if bool((weights < 0).any()):
@@ -115,7 +116,7 @@ class MeasurePairs:
             self.a.append(self._weights(a, k, xs, "source"))
             self.b.append(self._weights(b, k, ys, "target"))
         self.dim = self.x[0].shape[1]
-        for k, (xs, ys) in enumerate(zip(self.x, self.y)):
+        for k, (xs, ys) in enumerate(zip(self.x, self.y, strict=False)):
             if xs.shape[1] != self.dim or ys.shape[1] != self.dim:
                 raise ValueError(
                     f"pair {k}: dimension mismatch (source d={xs.shape[1]}, target "
@@ -242,7 +243,8 @@ class HistogramPairs(MeasurePairs):
                               finite=False)
         for name, w in (("a (source weights)", a_t), ("b (target weights)", b_t)):
             if w.ndim != 2:
-                raise ValueError(f"{name} must be 2-D (n_pairs, n_atoms), got shape {tuple(w.shape)}")
+                raise ValueError(
+                    f"{name} must be 2-D (n_pairs, n_atoms), got shape {tuple(w.shape)}")
         if a_t.shape[0] != b_t.shape[0]:
             raise ValueError(f"a has {a_t.shape[0]} pairs but b has {b_t.shape[0]}")
         if a_t.shape[0] == 0:
@@ -373,7 +375,8 @@ def pairs_from_images(images_a: Any, images_b: Any) -> HistogramPairs:
         if imgs.ndim != 3:
             raise ValueError(f"{name} must have shape (N, H, W), got {tuple(imgs.shape)}")
     if imgs_a.shape[0] != imgs_b.shape[0]:
-        raise ValueError(f"images_a has {imgs_a.shape[0]} images but images_b has {imgs_b.shape[0]}")
+        raise ValueError(
+            f"images_a has {imgs_a.shape[0]} images but images_b has {imgs_b.shape[0]}")
     grid_a = image_grid(*imgs_a.shape[1:], dtype=imgs_a.dtype).to(imgs_a.device)
     grid_b = image_grid(*imgs_b.shape[1:], dtype=imgs_a.dtype).to(imgs_a.device)
     pairs = HistogramPairs(imgs_a.flatten(1), imgs_b.flatten(1), grid_a,
@@ -437,7 +440,8 @@ def as_pairs(data: Any, *, allow_single: bool = True) -> MeasurePairs:
         raise ValueError("no pairs were given (empty collection)")
     if _is_pair(data):
         if not allow_single:
-            raise TypeError("a single pair (Xs, Xt) was given where a collection of pairs is needed")
+            raise TypeError(
+                "a single pair (Xs, Xt) was given where a collection of pairs is needed")
         data = [data]
     for k, pair in enumerate(data):
         if not _is_pair(pair):
@@ -486,7 +490,9 @@ def _describe(obj: Any) -> str:
     if isinstance(obj, (list, tuple)):
         return f"a {type(obj).__name__} of length {len(obj)}"
     shape = getattr(obj, "shape", None)
-    return f"{type(obj).__name__} with shape {tuple(shape)}" if shape is not None else type(obj).__name__
+    if shape is None:
+        return type(obj).__name__
+    return f"{type(obj).__name__} with shape {tuple(shape)}"
 
 
 def _common_dtype(values: Sequence[Any]) -> torch.dtype | None:
@@ -510,7 +516,8 @@ def _check_weight_rows(weights: torch.Tensor, side: str) -> torch.Tensor:
     negative = (weights < 0).any(dim=1)
     if bool(negative.any()):
         k = int(negative.nonzero()[0])
-        raise ValueError(f"pair {k}: {side} weights are negative (min {float(weights[k].min()):.3g})")
+        raise ValueError(
+            f"pair {k}: {side} weights are negative (min {float(weights[k].min()):.3g})")
     totals = weights.sum(dim=1, keepdim=True)
     empty = totals[:, 0] <= 0
     if bool(empty.any()):
@@ -536,7 +543,7 @@ def _pad(points: list[torch.Tensor], weights: list[torch.Tensor]):
     ref = weights[0]
     out_x = ref.new_zeros((len(points), size, points[0].shape[1]))
     out_w = ref.new_zeros((len(points), size))
-    for k, (p, w) in enumerate(zip(points, weights)):
+    for k, (p, w) in enumerate(zip(points, weights, strict=False)):
         out_x[k, : p.shape[0]] = p
         out_w[k, : w.shape[0]] = w
     return out_x, out_w

@@ -97,7 +97,9 @@ def uvp(mapped: Any, true_mapped: Any, target_variance: float | None = None) -> 
     ref = as_float_tensor(true_mapped, "true_mapped", dtype=torch.float64)
     if est.shape != ref.shape:
         raise ValueError(f"mapped has shape {tuple(est.shape)}, true_mapped {tuple(ref.shape)}")
-    variance = float(ref.var(0, unbiased=False).sum()) if target_variance is None else target_variance
+    variance = target_variance
+    if variance is None:
+        variance = float(ref.var(0, unbiased=False).sum())
     return float(100.0 * ((est - ref) ** 2).sum(-1).mean() / variance)
 
 

@@ -88,13 +88,15 @@ def _gather_potential(values: Any, indices: list[int], like: torch.Tensor, name:
             row = as_float_tensor(values[i], f"{name}[{i}]", dtype=like.dtype, device=like.device,
                                   finite=False).reshape(-1)
             if row.shape[0] > like.shape[1]:
-                raise ValueError(f"{name}[{i}] has {row.shape[0]} entries, expected {like.shape[1]}")
+                raise ValueError(
+                    f"{name}[{i}] has {row.shape[0]} entries, expected {like.shape[1]}")
             out[k, : row.shape[0]] = row
         return _finite_on_support(out, like, name)
     tensor = as_float_tensor(values, name, dtype=like.dtype, device=like.device, finite=False)
     tensor = tensor.reshape(1, -1) if tensor.ndim == 1 else tensor
     if tensor.ndim != 2 or tensor.shape[1] != like.shape[1] or tensor.shape[0] <= max(indices):
-        raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected (n_pairs, {like.shape[1]})")
+        raise ValueError(
+            f"{name} has shape {tuple(tensor.shape)}, expected (n_pairs, {like.shape[1]})")
     return _finite_on_support(tensor[indices], like, name)
 
 
@@ -206,7 +208,14 @@ class SinkhornResult:
         return _to_user(plans, self._pairs, self._single, kind=self._pairs.kind, plans=True)
 
 
-def pair_plans(pairs, state, *, epsilon, cost, cost_matrix=None) -> list[torch.Tensor] | torch.Tensor:
+def pair_plans(
+    pairs: MeasurePairs,
+    state: SinkhornState,
+    *,
+    epsilon: float,
+    cost: CostSpec,
+    cost_matrix: torch.Tensor | None = None,
+) -> list[torch.Tensor] | torch.Tensor:
     """Plans of solved pairs: a (N, n, m) tensor for shared sizes, else a list of (n_k, m_k)."""
     plans = []
     step = _default_batch_size(pairs, cost_matrix) if not pairs.shared_support else 64
@@ -219,7 +228,8 @@ def pair_plans(pairs, state, *, epsilon, cost, cost_matrix=None) -> list[torch.T
     if pairs.shared_support:
         return torch.cat(plans)
     flat = [p for chunk in plans for p in chunk]
-    return [p[:n, :m] for p, n, m in zip(flat, pairs.source_sizes, pairs.target_sizes)]
+    sizes = zip(flat, pairs.source_sizes, pairs.target_sizes, strict=True)
+    return [p[:n, :m] for p, n, m in sizes]
 
 
 def _to_user(values, pairs: MeasurePairs, single: bool, *, kind: ArrayKind, plans: bool = False):

@@ -38,7 +38,7 @@ def _inv_sqrtm_psd(matrix: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
 
 
 def _moments(points: torch.Tensor, weights: torch.Tensor):
-    """Weighted mean (B, d) and covariance (B, d, d) of shared (n, d) or batched (B, n, d) points."""
+    """Weighted mean (B, d) and covariance (B, d, d) of (n, d) or (B, n, d) points."""
     if points.ndim == 2:
         points = points.expand(weights.shape[0], *points.shape)
     mean = torch.einsum("bn,bnd->bd", weights, points)

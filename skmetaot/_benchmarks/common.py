@@ -1,0 +1,78 @@
+"""Shared benchmark plumbing: timing, machine description, tables and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def timed(function: Callable[[], Any]) -> tuple[float, Any]:
+    """Run ``function`` once and return (seconds, result)."""
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
+
+
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """CPU model, threads, library versions, device and git revision, for result files."""
+    import ot
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                  text=True, check=False, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        revision = "unknown"
+    device = device or torch.device("cpu")
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pot": ot.__version__,
+        "git_revision": revision,
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Render ``rows`` as a Markdown table with the given column order."""
+    def fmt(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, payload: dict[str, Any], table: str, folder: Path) -> None:
+    """Write ``<name>.json`` and ``<name>.md`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
+    info = payload.get("machine", {})
+    header = [f"# {name}", "", f"Machine: {info.get('cpu')} ({info.get('torch_threads')} torch "
+              f"threads), device {info.get('device')}; torch {info.get('torch')}, POT "
+              f"{info.get('pot')}; git {info.get('git_revision')}; seed {payload.get('seed')}.", ""]
+    notes = payload.get("notes", [])
+    (folder / f"{name}.md").write_text("\n".join(header + [table, ""] + notes) + "\n")
