@@ -18,28 +18,32 @@ import math
 
 import torch
 
-#: Upper bound on the elements of one (chunk, n, m) temporary of the dense kernel (~128 MB in
-#: float32): large batches are processed in chunks so that memory stays bounded.
+#: Upper bound on the elements of per-problem (B, n, m) cost tensors held at once (~256 MB in
+#: float64): collections with per-pair supports are solved in batches that respect it.
 DENSE_CHUNK_ELEMENTS = 1 << 25
 
 
 def softmin_last(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """``LSE_i(values[..., i] - kernel[j, i])`` over the last axis, for every row j of ``kernel``.
+    """``LSE_i(values[..., i] - kernel[..., j, i])`` over the last axis, for every row j.
 
-    Same result as ``torch.logsumexp(values[..., None, :] - kernel, -1)`` with one temporary
-    instead of several (the reductions are the solver's hot loop). Rows that are all -inf give
+    Same result as ``torch.logsumexp(values[..., None, :] - kernel, -1)``; without autograd it
+    works in place on one temporary (this is the solver's hot loop). Rows that are all -inf give
     -inf, never NaN.
 
     Parameters
     ----------
     values : torch.Tensor of shape (..., n)
+        Scaled potentials.
     kernel : torch.Tensor of shape (m, n) or (..., m, n)
+        Scaled costs.
 
     Returns
     -------
     torch.Tensor of shape (..., m)
     """
     shifted = values[..., None, :] - kernel
+    if torch.is_grad_enabled() and shifted.requires_grad:
+        return torch.logsumexp(shifted, dim=-1)
     peak = shifted.amax(-1, keepdim=True)
     peak = torch.where(torch.isfinite(peak), peak, torch.zeros((), dtype=peak.dtype,
                                                                 device=peak.device))
@@ -56,31 +60,44 @@ def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch
     """:func:`softmin_last` through a float64 matrix product, exact fallback on underflow.
 
     Each row is shifted by its own maximum, so ``exp(values - peak) <= 1``; the sum against
-    ``exp(-kernel)`` is then a matrix product. The result equals the log-sum-exp to float64
-    rounding whenever the sum is above ``1e-280`` (every dropped term is below 1e-308); entries
-    under that are recomputed exactly with :func:`softmin_last`, row by row.
+    ``exp(-kernel)`` is then a matrix product (n exponentials per row instead of n * m). The
+    result equals the log-sum-exp to float64 rounding whenever the sum is above ``1e-280`` (every
+    term lost to underflow is below 1e-308); the entries under that are recomputed one by one
+    with the exact shifted log-sum-exp. Differentiable (the shift is a constant for autograd).
 
     Parameters
     ----------
     values : torch.Tensor of shape (..., n)
-    kernel : torch.Tensor of shape (m, n)
-    kernel_exp : torch.Tensor of shape (n, m), float64
-        ``exp(-kernel).T``, precomputed.
+        Scaled potentials; with a batched kernel, the first axis is the batch.
+    kernel : torch.Tensor of shape (m, n) or (B, m, n)
+        Scaled costs.
+    kernel_exp : torch.Tensor of shape (n, m) or (B, n, m), float64
+        ``exp(-kernel)`` transposed, precomputed.
 
     Returns
     -------
     torch.Tensor of shape (..., m), in the dtype of ``values``
     """
     wide = values.to(torch.float64)
-    peak = wide.amax(-1, keepdim=True)
+    peak = wide.detach().amax(-1, keepdim=True)
     live = torch.isfinite(peak)
     peak = torch.where(live, peak, torch.zeros((), dtype=peak.dtype, device=peak.device))
-    total = torch.exp(wide - peak) @ kernel_exp
+    weights = torch.exp(wide - peak)
+    if kernel_exp.ndim == 3:  # one kernel per problem: batched product along the first axis
+        flat = weights.reshape(weights.shape[0], -1, weights.shape[-1])
+        total = torch.bmm(flat, kernel_exp).reshape(*weights.shape[:-1], kernel_exp.shape[-1])
+    else:
+        total = weights @ kernel_exp
     out = (total.log() + peak).to(values.dtype)
-    suspect = (total < _UNDERFLOW_GUARD) & live
+    suspect = (total.detach() < _UNDERFLOW_GUARD) & live
     if bool(suspect.any()):
-        rows = suspect.any(-1)
-        out[rows] = softmin_last(values[rows], kernel)
+        index = suspect.nonzero(as_tuple=True)
+        rows = values[index[:-1]]
+        if kernel.ndim == 3:
+            costs = kernel[index[0], index[-1]]
+        else:
+            costs = kernel[index[-1]]
+        out = out.index_put(index, torch.logsumexp(rows - costs, dim=-1))
     return out
 
 
@@ -130,6 +147,10 @@ class DenseGeometry:
         self.epsilon = float(epsilon)
         self.scaled = cost / self.epsilon
         self.batched = cost.ndim == 3
+        # exp(-C/eps) in float64, in both orientations, for the matrix-product fast path.
+        self._exp_to_target = torch.exp(-self.scaled.to(torch.float64))
+        self._exp_to_source = self._exp_to_target.transpose(-1, -2).contiguous()
+        self._scaled_t = self.scaled.transpose(-1, -2).contiguous()
 
     def select(self, indices: torch.Tensor) -> DenseGeometry:
         """The geometry of a sub-batch (a shared cost is kept as is)."""
@@ -137,7 +158,8 @@ class DenseGeometry:
             return self
         new = object.__new__(DenseGeometry)
         new.__dict__.update(self.__dict__)
-        new.cost, new.scaled = self.cost[indices], self.scaled[indices]
+        for name in ("cost", "scaled", "_exp_to_target", "_exp_to_source", "_scaled_t"):
+            setattr(new, name, getattr(self, name)[indices])
         return new
 
     def restrict(self, source_used: torch.Tensor, target_used: torch.Tensor):
@@ -165,30 +187,13 @@ class DenseGeometry:
         """The cost, (n, m) or (B, n, m)."""
         return self.cost
 
-    def _chunks(self, batch: int) -> int:
-        per_problem = self.scaled.shape[-2] * self.scaled.shape[-1]
-        return max(1, DENSE_CHUNK_ELEMENTS // max(per_problem, 1))
-
     def lse_source(self, potential: torch.Tensor) -> torch.Tensor:
         """``LSE_i(F[b, i] - C[i, j] / eps)`` for F of shape (B, n); returns (B, m)."""
-        return self._reduce(potential, source=True)
+        return softmin_matmul(potential, self._scaled_t, self._exp_to_target)
 
     def lse_target(self, potential: torch.Tensor) -> torch.Tensor:
         """``LSE_j(G[b, j] - C[i, j] / eps)`` for G of shape (B, m); returns (B, n)."""
-        return self._reduce(potential, source=False)
-
-    def _reduce(self, potential: torch.Tensor, *, source: bool) -> torch.Tensor:
-        step = self._chunks(potential.shape[0])
-        out = []
-        for start in range(0, potential.shape[0], step):
-            chunk = potential[start:start + step]
-            scaled = self.scaled[start:start + step] if self.batched else self.scaled
-            if source:
-                # (B, m, n): reduce over the contiguous last axis.
-                out.append(softmin_last(chunk, scaled.transpose(-1, -2)))
-            else:
-                out.append(softmin_last(chunk, scaled))
-        return out[0] if len(out) == 1 else torch.cat(out)
+        return softmin_matmul(potential, self.scaled, self._exp_to_source)
 
 
 class GridGeometry:
