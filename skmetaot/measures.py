@@ -94,6 +94,9 @@ class MeasurePairs:
         b: Sequence[Any] | None = None,
     ) -> None:
         for name, seq in (("x", x), ("y", y), ("a", a), ("b", b)):
+            if seq is None and name in ("x", "y"):
+                raise TypeError(f"{name} must be a sequence of point arrays, one per pair, "
+                                "got None")
             if seq is not None and not isinstance(seq, Sequence):
                 raise TypeError(f"{name} must be a sequence with one entry per pair")
         if len(x) != len(y):
@@ -369,11 +372,16 @@ def pairs_from_images(images_a: Any, images_b: Any) -> HistogramPairs:
     (torch.Size([2, 16]), True)
     """
     kind = kind_of(images_a, images_b)
-    imgs_a = as_float_tensor(images_a, "images_a")
-    imgs_b = as_float_tensor(images_b, "images_b", dtype=imgs_a.dtype, device=imgs_a.device)
+    imgs_a = as_float_tensor(images_a, "images_a", finite=False)
+    imgs_b = as_float_tensor(images_b, "images_b", dtype=imgs_a.dtype, device=imgs_a.device,
+                             finite=False)
     for name, imgs in (("images_a", imgs_a), ("images_b", imgs_b)):
         if imgs.ndim != 3:
             raise ValueError(f"{name} must have shape (N, H, W), got {tuple(imgs.shape)}")
+        bad = ~torch.isfinite(imgs.flatten(1)).all(dim=1)
+        if bool(bad.any()):
+            raise ValueError(f"pair {int(bad.nonzero()[0])}: {name} contains NaN or infinite "
+                             "values")
     if imgs_a.shape[0] != imgs_b.shape[0]:
         raise ValueError(
             f"images_a has {imgs_a.shape[0]} images but images_b has {imgs_b.shape[0]}")
@@ -424,6 +432,9 @@ def as_pairs(data: Any, *, allow_single: bool = True) -> MeasurePairs:
     """
     if isinstance(data, MeasurePairs):
         return data
+    if isinstance(data, np.ndarray) and data.dtype == object:
+        raise TypeError("an object array cannot be read as measure pairs; pass a list of "
+                        "(Xs, Xt) pairs or a numeric (N, 2, H, W) array of images")
     if isinstance(data, (np.ndarray, torch.Tensor)):
         if data.ndim == 4 and data.shape[1] == 2:
             return pairs_from_images(data[:, 0], data[:, 1])
@@ -534,8 +545,16 @@ def _as_indices(index: Any, n: int) -> list[int]:
         return [int(index) % n]
     indices = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
     if indices.dtype == bool:
+        if indices.shape != (n,):
+            raise IndexError(f"a boolean mask must have {n} entries, got shape {indices.shape}")
         indices = np.flatnonzero(indices)
-    return [int(i) % n for i in indices.ravel()]
+    if not np.issubdtype(indices.dtype, np.integer) and indices.size:
+        raise IndexError(f"pair indices must be integers, got dtype {indices.dtype}")
+    flat = indices.ravel().astype(np.int64)
+    if flat.size and (flat.min() < -n or flat.max() >= n):
+        raise IndexError(f"pair index {int(flat[(flat < -n) | (flat >= n)][0])} is out of range "
+                         f"for {n} pairs")
+    return [int(i) % n for i in flat]
 
 
 def _pad(points: list[torch.Tensor], weights: list[torch.Tensor]):

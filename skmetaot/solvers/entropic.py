@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,13 +19,21 @@ from skmetaot.solvers.sinkhorn import SinkhornState, solve_batch, transport_plan
 _NAMED_INITS = ("zeros", "gaussian")
 
 
-def _check_scalars(epsilon: float, tol: float, max_iter: int) -> None:
-    if not (isinstance(epsilon, (int, float)) and np.isfinite(epsilon) and epsilon > 0):
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def _check_scalars(epsilon: float, tol: float, max_iter: int, batch_size: int | None) -> None:
+    if not (_is_real(epsilon) and np.isfinite(epsilon) and epsilon > 0):
         raise ValueError(f"epsilon must be a finite positive number, got {epsilon!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if not (_is_real(tol) and np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite positive number, got {tol!r}")
+    for name, value in (("max_iter", max_iter), ("batch_size", batch_size)):
+        if value is None and name == "batch_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def pair_geometry(
@@ -143,7 +152,7 @@ def solve_pairs(
     SinkhornState
         Potentials padded to the largest size (padding atoms: -inf).
     """
-    _check_scalars(epsilon, tol, max_iter)
+    _check_scalars(epsilon, tol, max_iter, batch_size)
     step = batch_size or _default_batch_size(pairs, cost_matrix)
     states = []
     for start in range(0, pairs.n_pairs, step):
@@ -229,7 +238,10 @@ def pair_plans(
         return torch.cat(plans)
     flat = [p for chunk in plans for p in chunk]
     sizes = zip(flat, pairs.source_sizes, pairs.target_sizes, strict=True)
-    return [p[:n, :m] for p, n, m in sizes]
+    trimmed = [p[:n, :m] for p, n, m in sizes]
+    if len({tuple(p.shape) for p in trimmed}) == 1:
+        return torch.stack(trimmed)
+    return trimmed
 
 
 def _to_user(values, pairs: MeasurePairs, single: bool, *, kind: ArrayKind, plans: bool = False):

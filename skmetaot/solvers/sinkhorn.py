@@ -113,7 +113,7 @@ def solve_batch(
             if not bool(keep.any()):
                 break
             active = active[keep]
-            geom = geom.select(active)
+            geom = geometry.select(active)
             scaled_f, soft_min = scaled_f[keep], soft_min[keep]
             weights_a, log_a_act, log_b_act = weights_a[keep], log_a_act[keep], log_b_act[keep]
         scaled_f = log_a_act - soft_min
