@@ -68,27 +68,47 @@ def to_otresult(result: Any) -> list:
     -------
     list of ot.utils.OTResult
     """
+    return otresults_from_state(result._pairs, result._state, epsilon=result.epsilon,
+                                cost=result._cost, cost_matrix=result._cost_matrix)
+
+
+def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix=None) -> list:
+    """POT ``OTResult`` objects for solved pairs (see :func:`to_otresult`).
+
+    Parameters
+    ----------
+    pairs : MeasurePairs
+        The solved pairs (their kind decides numpy or torch outputs).
+    state : SinkhornState
+        Potentials, iterations and errors from the solver.
+    epsilon : float
+    cost : str or callable
+    cost_matrix : torch.Tensor, optional
+
+    Returns
+    -------
+    list of ot.utils.OTResult
+    """
     from ot.utils import OTResult
 
     from skmetaot.solvers.entropic import pair_geometry, pair_plans
 
-    pairs, state, eps = result._pairs, result._state, result.epsilon
-    plans = pair_plans(pairs, state, epsilon=eps, cost=result._cost,
-                       cost_matrix=result._cost_matrix)
+    eps = epsilon
+    plans = pair_plans(pairs, state, epsilon=eps, cost=cost, cost_matrix=cost_matrix)
     shared_cost = None
     out = []
     for k in range(pairs.n_pairs):
         plan = plans[k]
         n, m = plan.shape
-        cost = shared_cost
-        if cost is None:
-            geometry, _ = pair_geometry(pairs, [k], epsilon=eps, cost=result._cost,
-                                        cost_matrix=result._cost_matrix)
-            cost = geometry.cost_matrix()
-            cost = (cost[0] if cost.ndim == 3 else cost)[:n, :m]
-            if pairs.shared_support and getattr(geometry, "batched", False) is False:
-                shared_cost = cost
-        linear = (cost * plan).sum()
+        matrix = shared_cost
+        if matrix is None:
+            geometry, _ = pair_geometry(pairs, [k], epsilon=eps, cost=cost,
+                                        cost_matrix=cost_matrix)
+            matrix = geometry.cost_matrix()
+            matrix = (matrix[0] if matrix.ndim == 3 else matrix)[:n, :m]
+            if pairs.shared_support and (cost_matrix is None or cost_matrix.ndim == 2):
+                shared_cost = matrix
+        linear = (matrix * plan).sum()
         entropy_term = (torch.special.xlogy(plan, plan) - plan).sum()
         wrap = pairs.kind.wrap
         out.append(OTResult(

@@ -10,7 +10,6 @@ batch-64 seconds per pair are the median block time divided by the block size.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,27 +18,12 @@ import ot
 import torch
 from tqdm.auto import tqdm
 
-from skmetaot._benchmarks.common import machine_info, markdown_table, timed
+from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance, timed
 from skmetaot.datasets import make_mnist_pairs
 from skmetaot.solvers import sinkhorn
 
 COLUMNS = ["dtype", "tol", "iters (ours)", "iters (POT)", "POT s/pair", "ours s/pair b=1",
            "ours s/pair b=64", "ratio b=1", "ratio b=64", "ours pairs/s b=64", "POT met tol"]
-
-
-def _pot_to_tolerance(a, b, cost, epsilon, tol, start_iter, max_iter=5000):
-    """POT run with the fewest iterations (from ``start_iter``, steps of 10) meeting L1 ``tol``."""
-    n_iter = max(1, int(start_iter))
-    while True:
-        with np.errstate(divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            seconds, plan = timed(lambda k=n_iter: ot.sinkhorn(
-                a, b, cost, epsilon, method="sinkhorn_log", numItermax=k, stopThr=0.0,
-                warn=False))
-        error = float(np.abs(plan.sum(1) - a).sum() + np.abs(plan.sum(0) - b).sum())
-        if error < tol or n_iter >= max_iter:
-            return seconds, n_iter, error < tol
-        n_iter += 10
 
 
 def run(
@@ -110,8 +94,8 @@ def run(
             for k in pair_iter:
                 one = pairs[k]
                 ours_single.append(timed(lambda one=one: solve(one))[0])
-                seconds, iters, met = _pot_to_tolerance(a_np[k], b_np[k], cost, epsilon, tol,
-                                                        n_iter[k])
+                seconds, iters, met = pot_to_tolerance(a_np[k], b_np[k], cost, epsilon, tol,
+                                                       n_iter[k])
                 pot_single.append(seconds)
                 pot_iters.append(iters)
                 pot_met.append(met)

@@ -155,6 +155,30 @@ def transport_plan(cost: torch.Tensor, f: torch.Tensor, g: torch.Tensor, epsilon
     return torch.exp((f[:, :, None] + g[:, None, :] - cost) / epsilon)
 
 
+def barycentric_map(
+    cost: torch.Tensor, g: torch.Tensor, y: torch.Tensor, epsilon: float
+) -> torch.Tensor:
+    """Entropic map ``T(x_i) = sum_j softmax_j((g_j - C_ij)/eps) y_j`` of each source point.
+
+    For ``f = f(g)`` this is the barycentric projection ``sum_j P_ij y_j / a_i``; unlike it, it is
+    defined for zero-mass and out-of-sample points too (rows of ``cost``).
+
+    Parameters
+    ----------
+    cost : torch.Tensor of shape (n, m) or (B, n, m)
+    g : torch.Tensor of shape (B, m)
+        Target potentials (-inf on zero-mass atoms).
+    y : torch.Tensor of shape (m, d) or (B, m, d)
+    epsilon : float
+
+    Returns
+    -------
+    torch.Tensor of shape (B, n, d)
+    """
+    weights = torch.softmax((g[:, None, :] - cost) / epsilon, dim=-1)
+    return weights @ y
+
+
 def c_transform(
     geometry: DenseGeometry | GridGeometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:

@@ -1,0 +1,216 @@
+"""B1 and B2: Meta OT initialisation against zeros and Gaussian, on MNIST and on the sphere.
+
+For each held-out pair and tolerance, the same solver (``MetaSinkhornTransport._refine_state``,
+one pair at a time, batch 1) starts from zeros, from the Gaussian potential, or from the network's
+prediction; seconds include computing the initialisation (the network's forward pass for meta).
+POT's ``sinkhorn_log`` is run cold and warm-started from our prediction with
+:func:`skmetaot.pot.to_warmstart`, each for the fewest iterations meeting the same L1 tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import ot
+import torch
+from tqdm.auto import tqdm
+
+from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance, timed
+from skmetaot.datasets import make_mnist_pairs, make_sphere_supply_demand
+from skmetaot.estimators import MetaSinkhornTransport
+from skmetaot.measures import HistogramPairs, pairs_from_images
+from skmetaot.pot import to_warmstart
+from skmetaot.solvers.entropic import pair_geometry
+
+INIT_COLUMNS = ["problem", "tol", "init", "iters", "seconds", "speed-up vs zeros (s)",
+                "speed-up vs zeros (iters)", "converged"]
+PRED_COLUMNS = ["problem", "predict s", "cold solve s (zeros, 1e-2)", "cold / predict",
+                "prediction L1 error", "zeros-init L1 error", "batch-64 pairs/s predict"]
+POT_COLUMNS = ["problem", "tol", "POT iters cold", "POT iters warm (meta)", "iter ratio",
+               "POT s cold", "POT s warm", "met tol"]
+
+
+def _init_rows(est, pairs, tolerances, name, n_single, progress) -> list[dict[str, Any]]:
+    rows = []
+    for tol in tolerances:
+        stats = {}
+        for init in ("zeros", "gaussian", "meta"):
+            est._refine_state(pairs[:1], tol, 100000, init)  # warm-up
+            seconds, iters, conv = [], [], []
+            pair_iter = range(n_single)
+            if progress:
+                pair_iter = tqdm(pair_iter, desc=f"{name} {init} tol={tol:g}", leave=False)
+            for k in pair_iter:
+                one = pairs[k]
+                elapsed, state = timed(lambda one=one, init=init, tol=tol: est._refine_state(
+                    one, tol, 100000, init))
+                seconds.append(elapsed)
+                iters.append(int(state.n_iter[0]))
+                conv.append(bool(state.converged[0]))
+            stats[init] = (float(np.median(seconds)), float(np.median(iters)), conv)
+        for init, (sec, it, conv) in stats.items():
+            rows.append({"problem": name, "tol": tol, "init": init, "iters": it, "seconds": sec,
+                         "speed-up vs zeros (s)": stats["zeros"][0] / sec,
+                         "speed-up vs zeros (iters)": stats["zeros"][1] / it,
+                         "converged": f"{sum(conv)}/{len(conv)}"})
+    return rows
+
+
+def _prediction_row(est, pairs, name, n_single) -> dict[str, Any]:
+    geometry = est._geometry(pairs)
+    predict_s, cold_s, errors, zero_errors = [], [], [], []
+    est._predict_tensors(pairs[:1])
+    for k in range(n_single):
+        one = pairs[k]
+        elapsed, (f, g, _) = timed(lambda one=one: est._predict_tensors(one))
+        predict_s.append(elapsed)
+        cold_s.append(timed(lambda one=one: est._refine_state(one, 1e-2, 100000, "zeros"))[0])
+        errors.append(_a_marginal_error(geometry, f, g, one.a))
+        zero = torch.zeros_like(one.a)
+        from skmetaot.solvers.sinkhorn import c_transform
+
+        zero_errors.append(_a_marginal_error(geometry, zero,
+                                             c_transform(geometry, zero, one.a, one.b), one.a))
+    block = pairs[:64]
+    est._predict_tensors(block)
+    batch_s = np.median([timed(lambda: est._predict_tensors(block))[0] for _ in range(3)])
+    p, c = float(np.median(predict_s)), float(np.median(cold_s))
+    return {"problem": name, "predict s": p, "cold solve s (zeros, 1e-2)": c,
+            "cold / predict": c / p, "prediction L1 error": float(np.median(errors)),
+            "zeros-init L1 error": float(np.median(zero_errors)),
+            "batch-64 pairs/s predict": block.n_pairs / batch_s}
+
+
+def _a_marginal_error(geometry, f, g, a) -> float:
+    """Eq. (7) for (f, g(f)): the b-marginal is exact, so only the a-marginal error remains."""
+    eps = geometry.epsilon
+    scaled_f = torch.where(a > 0, f / eps, torch.full_like(f, float("-inf")))
+    row_mass = torch.exp(scaled_f + geometry.lse_target(
+        torch.where(torch.isfinite(g), g / eps, torch.full_like(g, float("-inf")))))
+    return float((row_mass - a).abs().sum())
+
+
+def _pot_rows(est, pairs, tolerances, name, n_single, progress) -> list[dict[str, Any]]:
+    rows = []
+    cost = pair_geometry(pairs, [0], epsilon=est.epsilon, cost=est.cost,
+                         cost_matrix=None)[0].cost_matrix().cpu().numpy().astype(np.float64)
+    for tol in tolerances:
+        cold_it, warm_it, cold_s, warm_s, met = [], [], [], [], []
+        pair_iter = range(n_single)
+        if progress:
+            pair_iter = tqdm(pair_iter, desc=f"{name} POT tol={tol:g}", leave=False)
+        for k in pair_iter:
+            one = pairs[k]
+            a = one.a[0].cpu().numpy().astype(np.float64)
+            b = one.b[0].cpu().numpy().astype(np.float64)
+            ours_cold = int(est._refine_state(one, tol, 100000, "zeros").n_iter[0])
+            ours_meta = int(est._refine_state(one, tol, 100000, "meta").n_iter[0])
+            f, g = (t[0].cpu().numpy().astype(np.float64) for t in est._predict_tensors(one)[:2])
+            s_cold, i_cold, m_cold = pot_to_tolerance(a, b, cost, est.epsilon, tol, ours_cold,
+                                                      step=1)
+            s_warm, i_warm, m_warm = pot_to_tolerance(
+                a, b, cost, est.epsilon, tol, ours_meta, step=1,
+                warmstart=to_warmstart(f, g, est.epsilon))
+            cold_it.append(i_cold)
+            warm_it.append(i_warm)
+            cold_s.append(s_cold)
+            warm_s.append(s_warm)
+            met.append(m_cold and m_warm)
+        rows.append({"problem": name, "tol": tol, "POT iters cold": float(np.median(cold_it)),
+                     "POT iters warm (meta)": float(np.median(warm_it)),
+                     "iter ratio": float(np.median(cold_it)) / float(np.median(warm_it)),
+                     "POT s cold": float(np.median(cold_s)),
+                     "POT s warm": float(np.median(warm_s)),
+                     "met tol": f"{sum(met)}/{len(met)}"})
+    return rows
+
+
+def digits_ood_pairs(n_pairs: int, random_state: int = 0) -> HistogramPairs:
+    """Out-of-distribution pairs: scikit-learn's 8 x 8 digits upscaled to 28 x 28 (bilinear)."""
+    from sklearn.datasets import load_digits
+
+    digits = torch.as_tensor(load_digits().images, dtype=torch.float64)[:, None]
+    big = torch.nn.functional.interpolate(digits, size=(20, 20), mode="bilinear",
+                                          align_corners=False).clamp_min(0)
+    big = torch.nn.functional.pad(big, (4, 4, 4, 4))[:, 0]  # MNIST-like 20x20 box in 28x28
+    rng = np.random.RandomState(random_state)
+    first, second = rng.randint(len(big), size=n_pairs), rng.randint(len(big), size=n_pairs)
+    return pairs_from_images(big[first].numpy(), big[second].numpy())
+
+
+def mnist_estimator(quick: bool, random_state: int = 0, verbose: int = 1):
+    """The CPU-sized MNIST schedule of the benchmark and of the main job."""
+    if quick:
+        return MetaSinkhornTransport(hidden_layer_sizes=(512, 512), max_iter=400,
+                                     batch_size=64, device="cpu", random_state=random_state,
+                                     verbose=verbose)
+    return MetaSinkhornTransport(hidden_layer_sizes=(1024, 1024, 1024), max_iter=5000,
+                                 batch_size=128, device="cpu", random_state=random_state,
+                                 verbose=verbose)
+
+
+def run_problem(name: str, est: MetaSinkhornTransport, train_pairs, test_pairs, *,
+                tolerances=(1e-2, 1e-3), n_single: int = 128, progress: bool = True,
+                pot: bool = True) -> dict[str, Any]:
+    """Train ``est`` on ``train_pairs`` and measure it on ``test_pairs``."""
+    train_seconds, _ = timed(lambda: est.fit(train_pairs))
+    test_pairs = est._validate_pairs(test_pairs, fitting=False)
+    n_single = min(n_single, test_pairs.n_pairs)
+    out = {
+        "train": {"problem": name, "seconds": train_seconds, "steps": est.n_iter_,
+                  "batch_size": est.batch_size, "hidden": list(est.hidden_layer_sizes),
+                  "train_pairs": len(train_pairs), "final_loss":
+                  float(np.mean(est.history_["loss"][-50:]))},
+        "inits": _init_rows(est, test_pairs, tolerances, name, n_single, progress),
+        "prediction": [_prediction_row(est, test_pairs, name, n_single)],
+        "pot": _pot_rows(est, test_pairs, tolerances, name, n_single, progress) if pot else [],
+    }
+    return out
+
+
+def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
+        progress: bool = True) -> dict[str, Any]:
+    """B1 and B2; returns the payload with tables."""
+    results, tables = {}, []
+    if "mnist" in problems:
+        train_pairs = make_mnist_pairs(2048 if quick else 20000, split="train",
+                                       random_state=seed, dtype="float32")
+        test_pairs = make_mnist_pairs(128, split="test", random_state=seed + 1, dtype="float32")
+        est = mnist_estimator(quick, seed, verbose=int(progress))
+        results["mnist"] = run_problem("MNIST", est, train_pairs, test_pairs,
+                                       n_single=16 if quick else 128, progress=progress)
+        ood = digits_ood_pairs(32 if quick else 100, random_state=seed).to(torch.float32)
+        results["mnist_ood"] = {"inits": _init_rows(est, ood, (1e-2, 1e-3),
+                                                    "digits 8x8 upscaled (OOD)",
+                                                    16 if quick else 100, progress)}
+    if "sphere" in problems:
+        train_pairs = make_sphere_supply_demand(1024 if quick else 8192, random_state=seed,
+                                                dtype="float32")
+        test_pairs = make_sphere_supply_demand(128, random_state=seed + 10_000, dtype="float32")
+        est = MetaSinkhornTransport(
+            epsilon=1e-3, cost="spherical", hidden_layer_sizes=(512, 512) if quick else
+            (1024, 1024, 1024), max_iter=300 if quick else 3000, batch_size=64 if quick else 128,
+            device="cpu", random_state=seed, verbose=int(progress))
+        results["sphere"] = run_problem("sphere", est, train_pairs, test_pairs,
+                                        tolerances=(1e-2,) if quick else (1e-2, 1e-3),
+                                        n_single=8 if quick else 100, progress=progress)
+    train_rows = [r["train"] for r in results.values() if "train" in r]
+    init_rows = [row for r in results.values() for row in r["inits"]]
+    pred_rows = [row for r in results.values() for row in r.get("prediction", [])]
+    pot_rows = [row for r in results.values() for row in r.get("pot", [])]
+    tables = [
+        "## Training", markdown_table(train_rows, ["problem", "seconds", "steps", "batch_size",
+                                                   "hidden", "train_pairs", "final_loss"]),
+        "## Time and iterations to tolerance (batch 1, median over held-out pairs)",
+        markdown_table(init_rows, INIT_COLUMNS),
+        "## Prediction alone", markdown_table(pred_rows, PRED_COLUMNS),
+        "## POT sinkhorn_log, cold vs warm-started from the prediction",
+        markdown_table(pot_rows, POT_COLUMNS),
+    ]
+    return {"benchmark": "B1/B2 meta (bench_meta_sinkhorn)", "seed": seed, "quick": quick,
+            "machine": machine_info(), "results": results, "table": "\n\n".join(tables),
+            "notes": ["Seconds include computing the initialisation (meta: the network's "
+                      "forward pass; gaussian: the Gaussian fit).",
+                      "Errors are the L1 marginal error of eq. (7), both marginals.",
+                      f"ot {ot.__version__}; POT runs in float64 on numpy."]}

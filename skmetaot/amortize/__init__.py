@@ -1,0 +1,12 @@
+"""Amortization: losses of each amortized model and the shared training loop."""
+
+from skmetaot.amortize.losses import entropic_dual_value, unrolled_marginal_error
+from skmetaot.amortize.training import TrainingDiverged, TrainingHistory, train
+
+__all__ = [
+    "TrainingDiverged",
+    "TrainingHistory",
+    "entropic_dual_value",
+    "train",
+    "unrolled_marginal_error",
+]

@@ -1,0 +1,5 @@
+"""scikit-learn estimators."""
+
+from skmetaot.estimators.meta_sinkhorn import MetaSinkhornTransport
+
+__all__ = ["MetaSinkhornTransport"]

@@ -1,0 +1,93 @@
+"""What every skmetaot estimator shares: device/dtype/seed handling and portable persistence."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+from skmetaot._backend import resolve_device, resolve_dtype
+
+
+class BaseOTEstimator(BaseEstimator):
+    """Base class of the skmetaot estimators (not for direct use).
+
+    Subclasses store their parameters unchanged in ``__init__`` (scikit-learn convention) and
+    keep torch state (modules, optimisers) in attributes ending in ``_``. Pickling moves that
+    state to the CPU, so a model fitted on CUDA loads on a machine without a GPU; on load it goes
+    back to the estimator's ``device`` when that device exists (else it stays on the CPU).
+    """
+
+    def _torch_device(self) -> torch.device:
+        return resolve_device(getattr(self, "device", "auto"))
+
+    def _torch_dtype(self) -> torch.dtype:
+        return resolve_dtype(getattr(self, "dtype", None)) or torch.float32
+
+    def _seed_generator(self) -> torch.Generator:
+        """A CPU generator seeded from ``random_state`` (reproducible runs on the CPU)."""
+        seed = int(check_random_state(getattr(self, "random_state", None)).randint(2**31 - 1))
+        torch.manual_seed(seed)
+        return torch.Generator().manual_seed(seed)
+
+    # -- persistence --------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        for name, value in list(state.items()):
+            if isinstance(value, torch.nn.Module):
+                state[name] = copy.deepcopy(value).cpu()
+            elif isinstance(value, torch.Tensor):
+                state[name] = value.detach().cpu()
+            elif isinstance(value, torch.optim.Optimizer):
+                state[name] = None
+                state[f"_optimizer_state::{name}"] = _to_cpu(value.state_dict())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        optimizer_states = {k.split("::", 1)[1]: state.pop(k) for k in list(state)
+                            if k.startswith("_optimizer_state::")}
+        self.__dict__.update(state)
+        try:
+            device = self._torch_device()
+        except ValueError:
+            warnings.warn(f"device={getattr(self, 'device', None)!r} is not available here; the "
+                          "model is loaded on the CPU", RuntimeWarning, stacklevel=2)
+            device = torch.device("cpu")
+        for name, value in list(self.__dict__.items()):
+            if isinstance(value, torch.nn.Module):
+                setattr(self, name, value.to(device))
+            elif isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        self._restored_optimizer_states = optimizer_states
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Validate a positive integer hyperparameter, naming it in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(value: Any, name: str) -> float:
+    """Validate a finite positive float hyperparameter, naming it in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+        np.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return float(value)

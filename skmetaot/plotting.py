@@ -1,0 +1,146 @@
+"""Figures people would rather look at than read (needs matplotlib: skmetaot[examples])."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("skmetaot.plotting needs matplotlib: pip install 'skmetaot[examples]'"
+                          ) from exc
+    return plt
+
+
+def displacement_interpolation(plan: Any, x: Any, y: Any, t: float,
+                               grid_shape: tuple[int, int]) -> np.ndarray:
+    """McCann interpolation of a coupling between two images, rendered on their pixel grid.
+
+    Each entry ``P_ij`` moves to ``(1 - t) x_i + t y_j`` and is deposited on the nearest pixel.
+
+    Parameters
+    ----------
+    plan : array-like of shape (n, m)
+    x, y : array-like of shape (n, 2), (m, 2)
+        Pixel coordinates in [0, 1]^2 (as from :func:`skmetaot.measures.image_grid`).
+    t : float
+        Time in [0, 1].
+    grid_shape : (H, W)
+
+    Returns
+    -------
+    ndarray of shape (H, W)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmetaot.measures import image_grid
+    >>> grid = image_grid(2, 2).numpy()
+    >>> displacement_interpolation(np.eye(4) / 4, grid, grid, 0.5, (2, 2)).sum()
+    1.0
+    """
+    plan, x, y = (np.asarray(v, dtype=float) for v in (plan, x, y))
+    rows, cols = np.nonzero(plan > plan.max() * 1e-6)
+    points = (1 - t) * x[rows] + t * y[cols]
+    height, width = grid_shape
+    r = np.clip(np.rint(points[:, 0] * (height - 1)).astype(int), 0, height - 1)
+    c = np.clip(np.rint(points[:, 1] * (width - 1)).astype(int), 0, width - 1)
+    image = np.zeros(grid_shape)
+    np.add.at(image, (r, c), plan[rows, cols])
+    return image
+
+
+def plot_interpolations(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
+                        times: Sequence[float], path: str | None = None):
+    """A grid of images: one row per method, one column per interpolation time.
+
+    Parameters
+    ----------
+    rows : sequence of sequences of (H, W) arrays
+    labels : sequence of str
+        Row labels.
+    times : sequence of float
+        Column labels.
+    path : str, optional
+        Save the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), len(times), figsize=(1.6 * len(times), 1.7 * len(rows)),
+                             squeeze=False)
+    for i, (images, label) in enumerate(zip(rows, labels, strict=True)):
+        for j, (image, t) in enumerate(zip(images, times, strict=True)):
+            axes[i, j].imshow(image, cmap="gray_r")
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(f"t = {t:g}", fontsize=8)
+        axes[i, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def xyz_to_lat_lon(points: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude in degrees of points on the unit sphere.
+
+    Parameters
+    ----------
+    points : array-like of shape (n, 3)
+
+    Returns
+    -------
+    lat, lon : ndarray of shape (n,)
+    """
+    p = np.asarray(points, dtype=float)
+    p = p / np.linalg.norm(p, axis=1, keepdims=True)
+    return np.degrees(np.arcsin(np.clip(p[:, 2], -1, 1))), np.degrees(np.arctan2(p[:, 1], p[:, 0]))
+
+
+def plot_sphere_maps(supply: Any, demand: Any, maps: Sequence[Any], weights: Any,
+                     labels: Sequence[str], path: str | None = None):
+    """Supply points with arrows to where a transport map sends them, one panel per map.
+
+    Parameters
+    ----------
+    supply : array-like of shape (n, 3)
+    demand : array-like of shape (m, 3)
+        Drawn faintly as the background.
+    maps : sequence of array-like of shape (n, 3)
+        Image of each supply point (e.g. the barycentric map, renormalised to the sphere).
+    weights : array-like of shape (n,)
+        Supply masses; zero-mass points are not drawn.
+    labels : sequence of str
+    path : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(maps), figsize=(6 * len(maps), 3.4), squeeze=False)
+    lat_d, lon_d = xyz_to_lat_lon(demand)
+    lat_s, lon_s = xyz_to_lat_lon(supply)
+    keep = np.asarray(weights) > 0
+    for ax, mapped, label in zip(axes[0], maps, labels, strict=True):
+        lat_t, lon_t = xyz_to_lat_lon(mapped)
+        ax.scatter(lon_d, lat_d, s=0.3, c="0.75")
+        ax.scatter(lon_s[keep], lat_s[keep], s=12, c="tab:red", zorder=3)
+        ax.quiver(lon_s[keep], lat_s[keep], (lon_t - lon_s)[keep], (lat_t - lat_s)[keep],
+                  angles="xy", scale_units="xy", scale=1, width=0.003, color="tab:blue")
+        ax.set_xlim(-180, 180)
+        ax.set_ylim(-90, 90)
+        ax.set_title(label, fontsize=9)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120)
+    return fig

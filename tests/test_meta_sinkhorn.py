@@ -1,0 +1,230 @@
+"""MetaSinkhornTransport on small problems (scikit-learn's 8 x 8 digits)."""
+
+from __future__ import annotations
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from ot.utils import OTResult
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+
+from skmetaot import MetaSinkhornTransport, pairs_from_images
+from skmetaot.amortize import TrainingDiverged
+from skmetaot.datasets import make_sphere_supply_demand
+from skmetaot.metrics import marginal_error
+
+SMALL = dict(hidden_layer_sizes=(128, 128), max_iter=300, batch_size=32, learning_rate=1e-3,
+             epsilon=1e-2, device="cpu", random_state=0)
+
+
+def _digit_pairs(n_pairs, seed, images=None):
+    images = load_digits().images if images is None else images
+    rng = np.random.RandomState(seed)
+    first, second = rng.randint(len(images), size=n_pairs), rng.randint(len(images), size=n_pairs)
+    return pairs_from_images(images[first], images[second])
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    images = load_digits().images
+    return _digit_pairs(2000, 0, images[:1400]), _digit_pairs(40, 1, images[1400:])
+
+
+@pytest.fixture(scope="module")
+def fitted(digits_split):
+    train, _ = digits_split
+    return MetaSinkhornTransport(**SMALL).fit(train)
+
+
+def test_trained_model_beats_zeros_on_held_out_pairs(fitted, digits_split):
+    _, test = digits_split
+    meta = [r.log["niter"] for r in fitted.refine(test, tol=1e-3, init="meta")]
+    zeros = [r.log["niter"] for r in fitted.refine(test, tol=1e-3, init="zeros")]
+    assert np.median(meta) < 0.8 * np.median(zeros)
+    assert all(r.log["err"] < 1e-3 for r in fitted.refine(test[:5], tol=1e-3))
+
+
+def test_prediction_is_closer_to_the_solution_than_the_cold_start(fitted, digits_split):
+    # The immediate L1 error of (f, g(f)) is dominated by directions Sinkhorn fixes in a few
+    # iterations; what the prediction gets right shows after those.
+    _, test = digits_split
+    meta = [r.log["err"] for r in fitted.refine(test, tol=1e-12, max_iter=5, init="meta")]
+    zeros = [r.log["err"] for r in fitted.refine(test, tol=1e-12, max_iter=5, init="zeros")]
+    assert np.median(meta) < 0.75 * np.median(zeros)
+
+
+def test_predicted_potentials_shapes_and_exact_b_marginal(fitted, digits_split):
+    _, test = digits_split
+    f, g = fitted.predict_potentials(test)
+    assert isinstance(f, np.ndarray) and f.shape == (40, 64) and g.shape == (40, 64)
+    a, b = test.a.numpy(), test.b.numpy()
+    assert np.all(np.isneginf(f[a == 0])) and np.all(np.isfinite(f[a > 0]))
+    assert not np.isnan(f).any() and not np.isnan(g).any()
+    plans = fitted.predict_plan(test)
+    assert plans.shape == (40, 64, 64) and (plans >= 0).all()
+    np.testing.assert_allclose(plans.sum(1), b, atol=1e-5)
+
+
+def test_torch_in_torch_out(fitted, digits_split):
+    _, test = digits_split
+    images = torch.as_tensor(np.stack([test.a.reshape(-1, 8, 8).numpy(),
+                                       test.b.reshape(-1, 8, 8).numpy()], axis=1))
+    f, g = fitted.predict_potentials(images)
+    assert isinstance(f, torch.Tensor) and f.shape == (40, 64)
+
+
+def test_refine_returns_pot_results_for_each_init(fitted, digits_split):
+    _, test = digits_split
+    for init in ("meta", "zeros", "gaussian"):
+        results = fitted.refine(test[:3], tol=1e-4, init=init)
+        assert len(results) == 3 and all(isinstance(r, OTResult) for r in results)
+        for r, a, b in zip(results, test.a[:3].numpy(), test.b[:3].numpy(), strict=True):
+            assert r.log["err"] < 1e-4
+            assert marginal_error(r.plan.astype(np.float64), a, b) < 1.05e-4  # float32 sums
+    with pytest.raises(ValueError, match="init"):
+        fitted.refine(test[:1], init="magic")
+
+
+def test_transform_is_the_barycentric_projection(fitted, digits_split):
+    _, test = digits_split
+    mapped = fitted.transform(test[:2])
+    assert mapped.shape == (2, 64, 2)
+    plans = fitted.predict_plan(test[:2])
+    a = test.a[:2].numpy()
+    support = test.y.numpy()
+    for k in range(2):
+        keep = a[k] > 0
+        bary = plans[k][keep] @ support / plans[k][keep].sum(1, keepdims=True)
+        np.testing.assert_allclose(mapped[k][keep], bary, atol=1e-4)
+
+
+def test_score_improves_with_training(fitted, digits_split):
+    train, test = digits_split
+    untrained = MetaSinkhornTransport(**{**SMALL, "max_iter": 1}).fit(train)
+    assert fitted.score(test) > untrained.score(test)
+
+
+def test_pickle_and_joblib_round_trips_give_identical_predictions(fitted, digits_split, tmp_path):
+    _, test = digits_split
+    f, g = fitted.predict_potentials(test)
+    loaded = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(loaded.predict_potentials(test)[0], f)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    reloaded = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(reloaded.predict_potentials(test)[1], g)
+
+
+def test_model_pickled_with_an_unavailable_device_loads_on_cpu(fitted, digits_split):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    _, test = digits_split
+    copy = pickle.loads(pickle.dumps(fitted))
+    copy.device = "cuda"  # as if it had been fitted on a GPU machine
+    with pytest.warns(RuntimeWarning, match="loaded on the CPU"):
+        loaded = pickle.loads(pickle.dumps(copy))
+    assert next(loaded.model_.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(loaded.predict_potentials(test)[0],
+                                  fitted.predict_potentials(test)[0])
+
+
+def test_random_state_makes_training_reproducible(digits_split):
+    train, test = digits_split
+    params = {**SMALL, "max_iter": 20}
+    first = MetaSinkhornTransport(**params).fit(train).predict_potentials(test)[0]
+    second = MetaSinkhornTransport(**params).fit(train).predict_potentials(test)[0]
+    np.testing.assert_array_equal(first, second)
+
+
+def test_partial_fit_continues_training(digits_split):
+    train, _ = digits_split
+    est = MetaSinkhornTransport(**SMALL)
+    est.partial_fit(train[:64])
+    assert est.n_iter_ == 2  # one pass over 64 pairs at batch 32
+    est.partial_fit(train[:64], n_steps=5)
+    assert est.n_iter_ == 7 and len(est.history_["loss"]) == 7
+
+
+def test_history_and_validation(digits_split):
+    train, _ = digits_split
+    est = MetaSinkhornTransport(**{**SMALL, "max_iter": 40, "validation_fraction": 0.2,
+                                   "verbose": 1}).fit(train[:200])
+    assert len(est.history_["loss"]) == 40 and est.n_iter_ == 40
+    assert len(est.history_["val_loss"]) >= 2 and np.isfinite(est.history_["val_loss"]).all()
+
+
+def test_unrolled_loss_trains(digits_split):
+    train, test = digits_split
+    est = MetaSinkhornTransport(**{**SMALL, "max_iter": 30, "unroll_steps": 3}).fit(train)
+    assert np.isfinite(est.history_["loss"]).all()
+    g = est.predict_potentials(test)[1]
+    assert np.isfinite(g[test.b.numpy() > 0]).all() and not np.isnan(g).any()
+
+
+def test_divergence_stops_with_the_last_good_parameters(digits_split, monkeypatch):
+    train, test = digits_split
+    est = MetaSinkhornTransport(**{**SMALL, "max_iter": 30}).fit(train[:100])
+    good = [p.detach().clone() for p in est.model_.parameters()]
+    original = est._forward
+
+    def poisoned(a, b):
+        return original(a, b) * float("nan")
+
+    monkeypatch.setattr(est, "_forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="last good"):
+        est.partial_fit(train[:100], n_steps=5)
+    monkeypatch.setattr(est, "_forward", original)
+    for before, after in zip(good, est.model_.parameters(), strict=True):
+        torch.testing.assert_close(before, after.detach())
+    g = est.predict_potentials(test)[1]
+    assert np.isfinite(g[test.b.numpy() > 0]).all() and not np.isnan(g).any()
+
+
+def test_not_fitted_and_bad_input(digits_split):
+    train, test = digits_split
+    est = MetaSinkhornTransport(**SMALL)
+    with pytest.raises(NotFittedError):
+        est.predict_potentials(test)
+    rng = np.random.default_rng(0)
+    clouds = [(rng.random((5, 2)), rng.random((6, 2)))]
+    with pytest.raises(ValueError, match="shared"):
+        est.fit(clouds)
+    small = MetaSinkhornTransport(**{**SMALL, "max_iter": 2}).fit(train)
+    with pytest.raises(ValueError, match="atoms"):
+        small.predict_potentials(_digit_pairs(2, 0, np.ones((3, 5, 5))))
+    shifted = pairs_from_images(np.ones((2, 8, 8)), np.ones((2, 8, 8)))
+    shifted.x = shifted.x + 1.0
+    with pytest.raises(ValueError, match="supports differ"):
+        small.predict_potentials(shifted)
+
+
+@pytest.mark.parametrize("param, value", [
+    ("epsilon", 0.0), ("epsilon", float("nan")), ("learning_rate", -1.0), ("batch_size", 0),
+    ("max_iter", 1.5), ("tol", 0), ("hidden_layer_sizes", (0,)), ("validation_fraction", 1.0),
+    ("cost", "manhattan"), ("unroll_steps", -1), ("dtype", "int8"), ("device", "tpu9"),
+])
+def test_bad_hyperparameters_raise(digits_split, param, value):
+    train, _ = digits_split
+    with pytest.raises(ValueError, match=param if param not in ("cost",) else "cost"):
+        MetaSinkhornTransport(**{**SMALL, param: value}).fit(train[:10])
+
+
+def test_clone_keeps_parameters():
+    est = MetaSinkhornTransport(**SMALL)
+    assert clone(est).get_params() == est.get_params()
+
+
+def test_sphere_problem_trains_and_beats_zeros():
+    train = make_sphere_supply_demand(256, n_supply=20, n_demand=300, random_state=0)
+    test = make_sphere_supply_demand(10, n_supply=20, n_demand=300, random_state=1)
+    assert np.allclose(np.linalg.norm(train.y.numpy(), axis=1), 1.0)
+    assert ((train.a.numpy() == 0).mean() > 0.3)  # Bernoulli(0.5) supply mask
+    est = MetaSinkhornTransport(**{**SMALL, "epsilon": 1e-2, "cost": "spherical",
+                                   "max_iter": 200}).fit(train)
+    meta = np.median([r.log["niter"] for r in est.refine(test, tol=1e-3)])
+    zeros = np.median([r.log["niter"] for r in est.refine(test, tol=1e-3, init="zeros")])
+    assert meta < zeros
