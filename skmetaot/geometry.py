@@ -88,8 +88,11 @@ def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch
         total = torch.bmm(flat, kernel_exp).reshape(*weights.shape[:-1], kernel_exp.shape[-1])
     else:
         total = weights @ kernel_exp
-    out = (total.log() + peak).to(values.dtype)
     suspect = (total.detach() < _UNDERFLOW_GUARD) & live
+    # Suspect entries are replaced below; keep log() finite there so that their (zero) upstream
+    # gradient does not meet an infinite local one (0 * inf = NaN in the backward pass).
+    total = torch.where(suspect, torch.ones((), dtype=total.dtype, device=total.device), total)
+    out = (total.log() + peak).to(values.dtype)
     if bool(suspect.any()):
         index = suspect.nonzero(as_tuple=True)
         rows = values[index[:-1]]

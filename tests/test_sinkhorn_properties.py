@@ -253,3 +253,18 @@ def test_grid_sinkhorn_matches_dense_sinkhorn(problem):
         np.testing.assert_allclose(got[w > 0], want[w > 0], rtol=0,
                                    atol=1e-6 * max(1.0, epsilon))
     np.testing.assert_allclose(on_grid.plan(), dense.plan(), rtol=0, atol=1e-9)
+
+
+def test_soft_min_gradient_is_finite_when_the_fast_path_underflows():
+    # Regression: entries that underflow in the float64 product used to send 0 * inf = NaN
+    # into the backward pass even though the exact fallback replaced their value.
+    torch.manual_seed(0)
+    x = torch.rand(20, 3, dtype=torch.float64)
+    y = torch.rand(50, 3, dtype=torch.float64)
+    geometry = DenseGeometry(((x[:, None] - y[None]) ** 2).sum(-1), 1e-4)
+    potential = (torch.randn(4, 20, dtype=torch.float64) * 500).requires_grad_(True)
+    out = geometry.lse_source(potential)
+    out.sum().backward()
+    assert torch.isfinite(potential.grad).all()
+    reference = torch.logsumexp(potential.detach()[:, :, None] - geometry.scaled, dim=1)
+    torch.testing.assert_close(out.detach(), reference)

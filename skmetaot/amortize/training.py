@@ -122,8 +122,8 @@ def train(
         if not bool(torch.isfinite(loss)):
             module.load_state_dict(good_state)
             raise TrainingDiverged(
-                f"the training loss became {float(loss)} at step {step}; the estimator keeps the "
-                "last good parameters (lower learning_rate or check the data)")
+                f"the training loss became {float(loss.detach())} at step {step}; the estimator "
+                "keeps the last good parameters (lower learning_rate or check the data)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(module.parameters(),
@@ -141,7 +141,8 @@ def train(
         if validate is not None and validate_every and (step + 1) % validate_every == 0:
             history.val_step.append(step + 1)
             history.val_loss.append(validate())
-            bar.set_postfix(loss=f"{float(loss.detach()):.4g}", val=f"{history.val_loss[-1]:.4g}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4g}",
+                            val=f"{history.val_loss[-1]:.4g}")
         elif verbose and step % 10 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
     bar.close()

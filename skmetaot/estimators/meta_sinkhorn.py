@@ -22,6 +22,7 @@ from skmetaot.measures import HistogramPairs, MeasurePairs, as_pairs
 from skmetaot.nn import MLP
 from skmetaot.pot import otresults_from_state
 from skmetaot.solvers.entropic import pair_geometry, solve_pairs
+from skmetaot.solvers.initializers import gaussian_init
 from skmetaot.solvers.sinkhorn import barycentric_map, c_transform, transport_plan
 
 #: Pairs pushed through the network at once by the prediction methods.
@@ -117,6 +118,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
         refine_max_iter: int = 1000,
         grad_clip: float = 1.0,
         unroll_steps: int = 0,
+        baseline: str | None = None,
         validation_fraction: float = 0.0,
         device: str = "auto",
         dtype: str = "float32",
@@ -133,6 +135,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
         self.refine_max_iter = refine_max_iter
         self.grad_clip = grad_clip
         self.unroll_steps = unroll_steps
+        self.baseline = baseline
         self.validation_fraction = validation_fraction
         self.device = device
         self.dtype = dtype
@@ -152,6 +155,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
             raise ValueError(f"unroll_steps must be a non-negative integer, got "
                              f"{self.unroll_steps!r}")
         get_cost(self.cost)
+        if self.baseline not in (None, "gaussian"):
+            raise ValueError(f"baseline={self.baseline!r} is not one of 'gaussian', None")
         if not all(isinstance(w, (int, np.integer)) and w > 0 for w in self.hidden_layer_sizes):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got "
                              f"{self.hidden_layer_sizes!r}")
@@ -184,6 +189,10 @@ class MetaSinkhornTransport(BaseOTEstimator):
         self._generator = self._seed_generator()
         self.model_ = MLP(self.n_source_ + self.n_target_, tuple(self.hidden_layer_sizes),
                           self.n_source_).to(self._device_, self._dtype_)
+        if self.baseline is not None:
+            # Start exactly at the baseline: training can then only move away from it.
+            torch.nn.init.zeros_(self.model_.layers[-1].weight)
+            torch.nn.init.zeros_(self.model_.layers[-1].bias)
         self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.learning_rate)
         self.n_iter_ = 0
         self._history = TrainingHistory()
@@ -194,7 +203,12 @@ class MetaSinkhornTransport(BaseOTEstimator):
 
     def _forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         inputs = torch.cat([a * self.n_source_, b * self.n_target_], dim=-1)
-        return self.model_(inputs)
+        correction = self.model_(inputs)
+        if self.baseline is None:
+            return correction
+        with torch.no_grad():
+            base = gaussian_init(self.support_x_, a, self.support_y_, b)
+        return base + correction
 
     def fit(self, pairs: Any, y: None = None) -> MetaSinkhornTransport:
         """Train the potential predictor on a collection of pairs.
