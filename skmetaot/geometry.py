@@ -54,6 +54,8 @@ def softmin_last(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 #: Below this, a float64 sum of exponentials may have lost terms to underflow: such entries are
 #: recomputed with the exact shifted log-sum-exp.
 _UNDERFLOW_GUARD = 1e-280
+#: Above this fraction of suspect entries, the whole reduction is done with the exact kernel.
+_DENSE_FALLBACK_FRACTION = 0.25
 
 
 def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch.Tensor):
@@ -94,6 +96,16 @@ def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch
     total = torch.where(suspect, torch.ones((), dtype=total.dtype, device=total.device), total)
     out = (total.log() + peak).to(values.dtype)
     if bool(suspect.any()):
+        if float(suspect.float().mean()) > _DENSE_FALLBACK_FRACTION:
+            # The row shift fails almost everywhere (e.g. tiny eps on a large domain): one
+            # dense log-sum-exp is cheaper than gathering most entries one by one.
+            if kernel.ndim == 3:
+                shape = values.shape
+                flat = values.reshape(shape[0], -1, shape[-1])
+                dense = softmin_last(flat, kernel[:, None]).reshape(*shape[:-1], -1)
+            else:
+                dense = softmin_last(values, kernel)
+            return dense
         index = suspect.nonzero(as_tuple=True)
         rows = values[index[:-1]]
         if kernel.ndim == 3:
