@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from skmetaot._backend import as_float_tensor, kind_of
 from skmetaot.amortize import (
     TrainingHistory,
     entropic_dual_value,
@@ -18,7 +17,7 @@ from skmetaot.amortize import (
 )
 from skmetaot.costs import CostSpec, get_cost
 from skmetaot.estimators._base import BaseOTEstimator, check_positive_float, check_positive_int
-from skmetaot.measures import HistogramPairs, MeasurePairs, as_pairs
+from skmetaot.measures import HistogramPairs, as_pairs
 from skmetaot.nn import MLP
 from skmetaot.pot import otresults_from_state
 from skmetaot.solvers.entropic import pair_geometry, solve_pairs
@@ -424,14 +423,3 @@ class MetaSinkhornTransport(BaseOTEstimator):
                                           pairs.a[i], pairs.b[i])
                       for i in torch.arange(pairs.n_pairs).split(PREDICT_BATCH)]
         return float(torch.cat(values).mean())
-
-
-def _as_points(X: Any, dim: int) -> torch.Tensor:
-    kind_of(X)
-    points = as_float_tensor(X, "X")
-    if points.ndim != 2 or points.shape[1] != dim:
-        raise ValueError(f"X must have shape (n_samples, {dim}), got {tuple(points.shape)}")
-    return points
-
-
-__all__ = ["MetaSinkhornTransport", "MeasurePairs"]
