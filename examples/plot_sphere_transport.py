@@ -34,12 +34,13 @@ est = MetaSinkhornTransport(epsilon=1e-3, cost="spherical", hidden_layer_sizes=(
                             verbose=1).fit(train)
 
 predicted = est.transform(test)[0]
-solved = est.refine(test, tol=1e-3, init="meta")[0]
+solved = est.refine(test, tol=1e-3, max_iter=50000, init="meta")[0]
 converged = barycentric_map(est._geometry(test).cost_matrix(),
                             torch.as_tensor(solved.potentials[1])[None], test.y,
                             est.epsilon)[0].numpy()
 maps = [m / np.linalg.norm(m, axis=1, keepdims=True) for m in (converged, predicted)]
 plot_sphere_maps(test.x.numpy(), test.y.numpy(), maps, test.a[0].numpy(),
-                 [f"converged Sinkhorn ({solved.log['niter']} iterations)", "Meta OT prediction"],
+                 [f"Sinkhorn from the prediction: {solved.status}, {solved.log['niter']} "
+                  f"iterations, L1 error {solved.log['err']:.1e}", "Meta OT prediction alone"],
                  path="sphere_transport.png")
 print(f"saved sphere_transport.png (transport cost {solved.value_linear:.4f} rad)")
