@@ -42,13 +42,20 @@ def softmin_last(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     torch.Tensor of shape (..., m)
     """
     shifted = values[..., None, :] - kernel
+    peak = shifted.detach().amax(-1, keepdim=True)
+    live = torch.isfinite(peak)
+    peak = torch.where(live, peak, torch.zeros((), dtype=peak.dtype, device=peak.device))
     if torch.is_grad_enabled() and shifted.requires_grad:
-        return torch.logsumexp(shifted, dim=-1)
-    peak = shifted.amax(-1, keepdim=True)
-    peak = torch.where(torch.isfinite(peak), peak, torch.zeros((), dtype=peak.dtype,
-                                                                device=peak.device))
+        total = torch.exp(shifted - peak).sum(-1)
+        return _safe_log(total, live[..., 0]) + peak[..., 0]
     shifted.sub_(peak).exp_()
     return shifted.sum(-1).log_().add_(peak[..., 0])
+
+
+def _safe_log(total: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """``log(total)`` with -inf on dead (all -inf) rows and a zero, not NaN, gradient there."""
+    safe = torch.where(live, total, torch.ones((), dtype=total.dtype, device=total.device))
+    return torch.where(live, safe.log(), torch.full_like(safe, float("-inf")))
 
 
 #: Below this, a float64 sum of exponentials may have lost terms to underflow: such entries are
@@ -91,10 +98,10 @@ def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch
     else:
         total = weights @ kernel_exp
     suspect = (total.detach() < _UNDERFLOW_GUARD) & live
-    # Suspect entries are replaced below; keep log() finite there so that their (zero) upstream
-    # gradient does not meet an infinite local one (0 * inf = NaN in the backward pass).
+    # Suspect entries are replaced below and dead rows are -inf: keep log() finite on both so
+    # that their zero upstream gradient never meets an infinite local one (0 * inf = NaN).
     total = torch.where(suspect, torch.ones((), dtype=total.dtype, device=total.device), total)
-    out = (total.log() + peak).to(values.dtype)
+    out = (_safe_log(total, live.expand_as(total)) + peak).to(values.dtype)
     if bool(suspect.any()):
         if float(suspect.float().mean()) > _DENSE_FALLBACK_FRACTION:
             # The row shift fails almost everywhere (e.g. tiny eps on a large domain): one

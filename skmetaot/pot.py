@@ -91,29 +91,19 @@ def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix
     """
     from ot.utils import OTResult
 
-    from skmetaot.solvers.entropic import pair_geometry, pair_plans
+    from skmetaot.solvers.entropic import iter_plans_and_costs
 
-    eps = epsilon
-    plans = pair_plans(pairs, state, epsilon=eps, cost=cost, cost_matrix=cost_matrix)
-    shared_cost = None
     out = []
-    for k in range(pairs.n_pairs):
-        plan = plans[k]
+    wrap = pairs.kind.wrap
+    solved = iter_plans_and_costs(pairs, state, epsilon=epsilon, cost=cost,
+                                  cost_matrix=cost_matrix)
+    for k, (plan, matrix) in enumerate(solved):
         n, m = plan.shape
-        matrix = shared_cost
-        if matrix is None:
-            geometry, _ = pair_geometry(pairs, [k], epsilon=eps, cost=cost,
-                                        cost_matrix=cost_matrix)
-            matrix = geometry.cost_matrix()
-            matrix = (matrix[0] if matrix.ndim == 3 else matrix)[:n, :m]
-            if pairs.shared_support and (cost_matrix is None or cost_matrix.ndim == 2):
-                shared_cost = matrix
         linear = (matrix * plan).sum()
         entropy_term = (torch.special.xlogy(plan, plan) - plan).sum()
-        wrap = pairs.kind.wrap
         out.append(OTResult(
             potentials=(wrap(state.f[k, :n]), wrap(state.g[k, :m])),
-            value=float(linear + eps * entropy_term),
+            value=float(linear + epsilon * entropy_term),
             value_linear=float(linear),
             plan=wrap(plan),
             status="converged" if bool(state.converged[k]) else "max_iter",

@@ -119,6 +119,16 @@ def test_pickle_and_joblib_round_trips_give_identical_predictions(fitted, digits
     np.testing.assert_array_equal(reloaded.predict_potentials(test)[1], g)
 
 
+def test_training_continues_identically_after_a_pickle_round_trip(digits_split):
+    train, test = digits_split
+    est = MetaSinkhornTransport(**{**SMALL, "max_iter": 10}).fit(train)
+    copy = pickle.loads(pickle.dumps(est))
+    est.partial_fit(train, n_steps=5)
+    copy.partial_fit(train, n_steps=5)
+    np.testing.assert_array_equal(copy.predict_potentials(test)[0],
+                                  est.predict_potentials(test)[0])
+
+
 def test_model_pickled_with_an_unavailable_device_loads_on_cpu(fitted, digits_split):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")

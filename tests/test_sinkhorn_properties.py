@@ -268,3 +268,20 @@ def test_soft_min_gradient_is_finite_when_the_fast_path_underflows():
     assert torch.isfinite(potential.grad).all()
     reference = torch.logsumexp(potential.detach()[:, :, None] - geometry.scaled, dim=1)
     torch.testing.assert_close(out.detach(), reference)
+
+
+def test_soft_min_gradient_is_finite_on_rows_without_mass():
+    # Rows that are all -inf (atoms without mass) give -inf with a zero gradient, not 0/0 = NaN.
+    torch.manual_seed(0)
+    axes = [torch.linspace(0, 1, size, dtype=torch.float64) for size in (5, 4)]
+    grid = torch.cartesian_prod(*axes)
+    cost = ((grid[:, None] - grid[None]) ** 2).sum(-1)
+    for geometry in (DenseGeometry(cost, 1e-2), GridGeometry(axes, axes, 1e-2)):
+        potential = torch.randn(3, 20, dtype=torch.float64)
+        potential[:, :8] = float("-inf")  # whole grid rows without mass
+        potential[1] = float("-inf")  # a problem with no mass at all on this side
+        potential.requires_grad_(True)
+        out = geometry.lse_source(potential)
+        assert torch.isneginf(out[1]).all()
+        out[torch.isfinite(out)].sum().backward()
+        assert not torch.isnan(potential.grad).any()

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance, timed
+from skmetaot.amortize import unrolled_marginal_error
 from skmetaot.datasets import make_mnist_pairs, make_sphere_supply_demand
 from skmetaot.estimators import MetaSinkhornTransport
 from skmetaot.measures import HistogramPairs, pairs_from_images
@@ -68,14 +69,12 @@ def _prediction_row(est, pairs, name, n_single, cold_seconds, cold_tol) -> dict[
     est._predict_tensors(pairs[:1])
     for k in range(n_single):
         one = pairs[k]
-        elapsed, (f, g, _) = timed(lambda one=one: est._predict_tensors(one))
+        elapsed, (f, _, _) = timed(lambda one=one: est._predict_tensors(one))
         predict_s.append(elapsed)
-        errors.append(_a_marginal_error(geometry, f, g, one.a))
-        zero = torch.zeros_like(one.a)
-        from skmetaot.solvers.sinkhorn import c_transform
-
-        zero_errors.append(_a_marginal_error(geometry, zero,
-                                             c_transform(geometry, zero, one.a, one.b), one.a))
+        # Eq. (7) of (f, g(f)): what the prediction, and the cold start, give before any update.
+        errors.append(float(unrolled_marginal_error(geometry, f, one.a, one.b, 0)))
+        zero_errors.append(float(unrolled_marginal_error(geometry, torch.zeros_like(one.a),
+                                                         one.a, one.b, 0)))
     block = pairs[:64]
     est._predict_tensors(block)
     batch_s = np.median([timed(lambda: est._predict_tensors(block))[0] for _ in range(3)])
@@ -84,15 +83,6 @@ def _prediction_row(est, pairs, name, n_single, cold_seconds, cold_tol) -> dict[
             "cold / predict": c / p, "prediction L1 error": float(np.median(errors)),
             "zeros-init L1 error": float(np.median(zero_errors)),
             "batch-64 pairs/s predict": block.n_pairs / batch_s}
-
-
-def _a_marginal_error(geometry, f, g, a) -> float:
-    """Eq. (7) for (f, g(f)): the b-marginal is exact, so only the a-marginal error remains."""
-    eps = geometry.epsilon
-    scaled_f = torch.where(a > 0, f / eps, torch.full_like(f, float("-inf")))
-    row_mass = torch.exp(scaled_f + geometry.lse_target(
-        torch.where(torch.isfinite(g), g / eps, torch.full_like(g, float("-inf")))))
-    return float((row_mass - a).abs().sum())
 
 
 def _pot_rows(est, pairs, tolerances, name, n_single, progress) -> list[dict[str, Any]]:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from skmetaot.geometry import DenseGeometry, GridGeometry
-from skmetaot.solvers.sinkhorn import c_transform
+from skmetaot.solvers.sinkhorn import (
+    c_transform,
+    scale_on_support,
+    source_marginal_error,
+    sweep,
+)
 
 
 def entropic_dual_value(
@@ -62,16 +67,10 @@ def unrolled_marginal_error(
     -------
     torch.Tensor of shape (B,)
     """
-    eps = geometry.epsilon
-    neg_inf = torch.full_like(f, float("-inf"))
-    log_a = torch.log(a)
-    scaled_f = torch.where(a > 0, f / eps, neg_inf)
-    for step in range(n_steps + 1):
-        scaled_g = torch.log(b) - geometry.lse_source(scaled_f)
-        scaled_g = torch.where(b > 0, scaled_g, torch.full_like(scaled_g, float("-inf")))
-        soft_min = geometry.lse_target(scaled_g)
-        if step == n_steps:
-            row_mass = torch.exp(torch.where(a > 0, scaled_f + soft_min, neg_inf))
-            return (row_mass - a).abs().sum(-1)
-        scaled_f = torch.where(a > 0, log_a - soft_min, neg_inf)
-    raise AssertionError("unreachable")
+    log_a, log_b = torch.log(a), torch.log(b)
+    scaled_f = scale_on_support(f, a, geometry.epsilon)
+    _, soft_min = sweep(geometry, scaled_f, log_b)
+    for _ in range(n_steps):
+        scaled_f = log_a - soft_min  # stays -inf on zero-weight atoms
+        _, soft_min = sweep(geometry, scaled_f, log_b)
+    return source_marginal_error(scaled_f, soft_min, a)

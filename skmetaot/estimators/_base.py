@@ -64,7 +64,32 @@ class BaseOTEstimator(BaseEstimator):
                 setattr(self, name, value.to(device))
             elif isinstance(value, torch.Tensor):
                 setattr(self, name, value.to(device))
-        self._restored_optimizer_states = optimizer_states
+        self._saved_optimizer_states = optimizer_states
+
+    def _live_optimizer(self, name: str, parameters: Any, factory: Any) -> torch.optim.Optimizer:
+        """The optimiser stored at ``name``, rebuilt after unpickling with its saved state.
+
+        Parameters
+        ----------
+        name : str
+            Attribute holding the optimiser (None before the first use and after unpickling).
+        parameters : iterable of torch.nn.Parameter
+            What it optimises.
+        factory : callable
+            ``factory(parameters) -> torch.optim.Optimizer``.
+
+        Returns
+        -------
+        torch.optim.Optimizer
+        """
+        optimizer = getattr(self, name, None)
+        if optimizer is None:
+            optimizer = factory(parameters)
+            saved = getattr(self, "_saved_optimizer_states", {}).pop(name, None)
+            if saved is not None:
+                optimizer.load_state_dict(saved)  # moves the moments to the parameters' device
+            setattr(self, name, optimizer)
+        return optimizer
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -192,7 +192,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
             # Start exactly at the baseline: training can then only move away from it.
             torch.nn.init.zeros_(self.model_.layers[-1].weight)
             torch.nn.init.zeros_(self.model_.layers[-1].bias)
-        self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.learning_rate)
+        self.optimizer_ = None  # created on first use by _live_optimizer
         self.n_iter_ = 0
         self._history = TrainingHistory()
 
@@ -275,15 +275,14 @@ class MetaSinkhornTransport(BaseOTEstimator):
             return loss
 
         def validate() -> float:
-            with torch.no_grad():
-                values = [entropic_dual_value(geometry, self._forward(pairs.a[i], pairs.b[i]),
-                                              pairs.a[i], pairs.b[i])
-                          for i in val_idx.split(PREDICT_BATCH)]
-            return -float(torch.cat(values).mean())
+            return -self._mean_dual(geometry, pairs, val_idx)
 
         self.model_.train()
         self.n_iter_ = train(
-            self.model_, step_loss, self.optimizer_, n_steps=n_steps, first_step=self.n_iter_,
+            self.model_, step_loss,
+            self._live_optimizer("optimizer_", self.model_.parameters(),
+                                 lambda params: torch.optim.Adam(params, lr=self.learning_rate)),
+            n_steps=n_steps, first_step=self.n_iter_,
             total_steps=total_steps or self.n_iter_ + n_steps, learning_rate=self.learning_rate,
             grad_clip=self.grad_clip, history=self._history,
             validate=validate if n_val else None,
@@ -295,16 +294,31 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return self
 
     # -- prediction ---------------------------------------------------------------------------
+    def _chunks(self, pairs: HistogramPairs):
+        return torch.arange(pairs.n_pairs, device=self._device_).split(PREDICT_BATCH)
+
+    def _mean_dual(self, geometry, pairs: HistogramPairs, index: torch.Tensor) -> float:
+        """Mean entropic dual of the predictions for the pairs ``index`` (no gradient)."""
+        with torch.no_grad():
+            values = [entropic_dual_value(geometry, self._forward(pairs.a[i], pairs.b[i]),
+                                          pairs.a[i], pairs.b[i])
+                      for i in index.split(PREDICT_BATCH)]
+        return float(torch.cat(values).mean())
+
+    def _predict_f(self, pairs: HistogramPairs) -> torch.Tensor:
+        """Predicted source potentials, -inf on zero-mass atoms (what warm-starts Sinkhorn)."""
+        with torch.no_grad():
+            fs = [self._forward(pairs.a[i], pairs.b[i]) for i in self._chunks(pairs)]
+        f = torch.cat(fs)
+        return torch.where(pairs.a > 0, f, torch.full_like(f, float("-inf")))
+
     def _predict_tensors(self, pairs: HistogramPairs):
         geometry = self._geometry(pairs)
-        fs, gs = [], []
+        f = self._predict_f(pairs)
         with torch.no_grad():
-            for idx in torch.arange(pairs.n_pairs, device=self._device_).split(PREDICT_BATCH):
-                a, b = pairs.a[idx], pairs.b[idx]
-                f = self._forward(a, b)
-                gs.append(c_transform(geometry, f, a, b))
-                fs.append(torch.where(a > 0, f, torch.full_like(f, float("-inf"))))
-        return torch.cat(fs), torch.cat(gs), geometry
+            g = torch.cat([c_transform(geometry, f[i], pairs.a[i], pairs.b[i])
+                           for i in self._chunks(pairs)])
+        return f, g, geometry
 
     def predict_potentials(self, pairs: Any) -> tuple[Any, Any]:
         """Predicted dual potentials of each pair.
@@ -372,7 +386,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
 
     def _refine_state(self, pairs: HistogramPairs, tol, max_iter, init: str):
         if init == "meta":
-            start = self._predict_tensors(pairs)[0]
+            start = self._predict_f(pairs)  # the solver's first step computes g(f)
         elif init in ("zeros", "gaussian"):
             start = init
         else:
@@ -417,9 +431,5 @@ class MetaSinkhornTransport(BaseOTEstimator):
         """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
-        geometry = self._geometry(pairs)
-        with torch.no_grad():
-            values = [entropic_dual_value(geometry, self._forward(pairs.a[i], pairs.b[i]),
-                                          pairs.a[i], pairs.b[i])
-                      for i in torch.arange(pairs.n_pairs).split(PREDICT_BATCH)]
-        return float(torch.cat(values).mean())
+        return self._mean_dual(self._geometry(pairs), pairs,
+                               torch.arange(pairs.n_pairs, device=self._device_))

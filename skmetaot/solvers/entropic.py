@@ -14,7 +14,12 @@ from skmetaot.costs import CostSpec, is_sqeuclidean, pairwise_cost
 from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, DenseGeometry, GridGeometry, make_geometry
 from skmetaot.measures import HistogramPairs, MeasurePairs, as_pairs
 from skmetaot.solvers.initializers import gaussian_init, zeros_init
-from skmetaot.solvers.sinkhorn import SinkhornState, solve_batch, transport_plan
+from skmetaot.solvers.sinkhorn import (
+    SinkhornState,
+    scale_on_support,
+    solve_batch,
+    transport_plan,
+)
 
 _NAMED_INITS = ("zeros", "gaussian")
 
@@ -85,7 +90,7 @@ def _initial_f(init: Any, geometry, tensors, indices, pairs: MeasurePairs) -> to
     if f_given is not None:
         return _gather_potential(f_given, indices, a, "init f")
     g = _gather_potential(g_given, indices, b, "init g")
-    scaled_g = torch.where(b > 0, g / geometry.epsilon, torch.full_like(g, float("-inf")))
+    scaled_g = scale_on_support(g, b, geometry.epsilon)
     return geometry.epsilon * (torch.log(a) - geometry.lse_target(scaled_g))
 
 
@@ -214,7 +219,34 @@ class SinkhornResult:
         """The couplings ``P_ij = exp((f_i + g_j - C_ij)/eps)``, one per problem."""
         plans = pair_plans(self._pairs, self._state, epsilon=self.epsilon, cost=self._cost,
                            cost_matrix=self._cost_matrix)
-        return _to_user(plans, self._pairs, self._single, kind=self._pairs.kind, plans=True)
+        return _to_user(plans, self._single, kind=self._pairs.kind)
+
+
+def iter_plans_and_costs(
+    pairs: MeasurePairs,
+    state: SinkhornState,
+    *,
+    epsilon: float,
+    cost: CostSpec,
+    cost_matrix: torch.Tensor | None = None,
+):
+    """Yield ``(plan, cost)`` of each solved pair, trimmed to its sizes, in order.
+
+    Plans are computed a batch at a time from one geometry per batch, so a shared cost is
+    built once per batch.
+    """
+    step = _default_batch_size(pairs, cost_matrix) if not pairs.shared_support else 64
+    sizes = list(zip(pairs.source_sizes, pairs.target_sizes, strict=True))
+    for start in range(0, pairs.n_pairs, step):
+        indices = list(range(start, min(start + step, pairs.n_pairs)))
+        geometry, _ = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
+                                    cost_matrix=cost_matrix)
+        matrix = geometry.cost_matrix()
+        plans = transport_plan(matrix, state.f[indices], state.g[indices], epsilon)
+        for offset, k in enumerate(indices):
+            n, m = sizes[k]
+            pair_cost = matrix[offset] if matrix.ndim == 3 else matrix
+            yield plans[offset, :n, :m], pair_cost[:n, :m]
 
 
 def pair_plans(
@@ -225,26 +257,15 @@ def pair_plans(
     cost: CostSpec,
     cost_matrix: torch.Tensor | None = None,
 ) -> list[torch.Tensor] | torch.Tensor:
-    """Plans of solved pairs: a (N, n, m) tensor for shared sizes, else a list of (n_k, m_k)."""
-    plans = []
-    step = _default_batch_size(pairs, cost_matrix) if not pairs.shared_support else 64
-    for start in range(0, pairs.n_pairs, step):
-        indices = list(range(start, min(start + step, pairs.n_pairs)))
-        geometry, _ = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
-                                    cost_matrix=cost_matrix)
-        plans.append(transport_plan(geometry.cost_matrix(), state.f[indices], state.g[indices],
-                                    epsilon))
-    if pairs.shared_support:
-        return torch.cat(plans)
-    flat = [p for chunk in plans for p in chunk]
-    sizes = zip(flat, pairs.source_sizes, pairs.target_sizes, strict=True)
-    trimmed = [p[:n, :m] for p, n, m in sizes]
-    if len({tuple(p.shape) for p in trimmed}) == 1:
-        return torch.stack(trimmed)
-    return trimmed
+    """Plans of solved pairs: a (N, n, m) tensor for equal sizes, else a list of (n_k, m_k)."""
+    plans = [plan for plan, _ in iter_plans_and_costs(pairs, state, epsilon=epsilon, cost=cost,
+                                                      cost_matrix=cost_matrix)]
+    if len({tuple(p.shape) for p in plans}) == 1:
+        return torch.stack(plans)
+    return plans
 
 
-def _to_user(values, pairs: MeasurePairs, single: bool, *, kind: ArrayKind, plans: bool = False):
+def _to_user(values, single: bool, *, kind: ArrayKind):
     if isinstance(values, list):
         out = [kind.wrap(v) for v in values]
         return out[0] if single else out
@@ -366,11 +387,11 @@ def sinkhorn(
     state = solve_pairs(pairs, epsilon=epsilon, cost=cost, cost_matrix=cost_matrix, init=init,
                         tol=tol, max_iter=max_iter, batch_size=batch_size)
     result = SinkhornResult(
-        f=_to_user(_trim(state.f, pairs.source_sizes, pairs), pairs, single, kind=kind),
-        g=_to_user(_trim(state.g, pairs.target_sizes, pairs), pairs, single, kind=kind),
-        n_iter=_to_user(state.n_iter, pairs, single, kind=kind),
-        errors=_to_user(state.errors, pairs, single, kind=kind),
-        converged=_to_user(state.converged, pairs, single, kind=kind),
+        f=_to_user(_trim(state.f, pairs.source_sizes, pairs), single, kind=kind),
+        g=_to_user(_trim(state.g, pairs.target_sizes, pairs), single, kind=kind),
+        n_iter=_to_user(state.n_iter, single, kind=kind),
+        errors=_to_user(state.errors, single, kind=kind),
+        converged=_to_user(state.converged, single, kind=kind),
         epsilon=float(epsilon),
         _state=state, _pairs=pairs, _cost=cost, _cost_matrix=cost_matrix, _single=single,
     )

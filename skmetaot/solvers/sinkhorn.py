@@ -46,6 +46,63 @@ class SinkhornState:
     converged: torch.Tensor
 
 
+def scale_on_support(potential: torch.Tensor, weights: torch.Tensor, epsilon: float):
+    """``potential / eps`` on atoms with mass and -inf on zero-weight atoms.
+
+    Parameters
+    ----------
+    potential : torch.Tensor of shape (B, n)
+        Potential in cost units (its values on zero-weight atoms are ignored).
+    weights : torch.Tensor of shape (B, n)
+    epsilon : float
+
+    Returns
+    -------
+    torch.Tensor of shape (B, n)
+    """
+    return torch.where(weights > 0, potential / epsilon,
+                       torch.full_like(potential, float("-inf")))
+
+
+def sweep(geometry: DenseGeometry | GridGeometry, scaled_f: torch.Tensor, log_b: torch.Tensor):
+    """One g-update and the soft-min of the following f-update, in scaled units.
+
+    Returns ``G = log b - LSE_i(F_i - C_ij/eps)`` (so the b-marginal of (F, G) is exact) and
+    ``k = LSE_j(G_j - C_ij/eps)``: the a-marginal of (F, G) is ``exp(F + k)`` and the next
+    f-update is ``log a - k``.
+
+    Parameters
+    ----------
+    geometry : DenseGeometry or GridGeometry
+    scaled_f : torch.Tensor of shape (B, n)
+        ``f / eps``, -inf on zero-weight atoms.
+    log_b : torch.Tensor of shape (B, m)
+
+    Returns
+    -------
+    scaled_g : torch.Tensor of shape (B, m)
+    soft_min : torch.Tensor of shape (B, n)
+    """
+    scaled_g = log_b - geometry.lse_source(scaled_f)
+    return scaled_g, geometry.lse_target(scaled_g)
+
+
+def source_marginal_error(scaled_f: torch.Tensor, soft_min: torch.Tensor, a: torch.Tensor):
+    """L1 error ``|exp(F + k) - a|_1`` of the a-marginal (eq. (7) once the b-marginal is exact).
+
+    Parameters
+    ----------
+    scaled_f, soft_min : torch.Tensor of shape (B, n)
+        As returned around :func:`sweep` (``exp(-inf) = 0`` on zero-weight atoms).
+    a : torch.Tensor of shape (B, n)
+
+    Returns
+    -------
+    torch.Tensor of shape (B,)
+    """
+    return (torch.exp(scaled_f + soft_min) - a).abs().sum(-1)
+
+
 def solve_batch(
     geometry: DenseGeometry | GridGeometry,
     a: torch.Tensor,
@@ -85,8 +142,7 @@ def solve_batch(
     eps = geometry.epsilon
     batch = a.shape[0]
     log_a, log_b = torch.log(a), torch.log(b)  # -inf on zero weights, by design
-    neg_inf = torch.tensor(float("-inf"), dtype=a.dtype, device=a.device)
-    scaled_f = torch.where(a > 0, f_init / eps, neg_inf)
+    scaled_f = scale_on_support(f_init, a, eps)
 
     out_f = torch.empty_like(scaled_f)
     out_g = torch.empty_like(b)
@@ -96,10 +152,8 @@ def solve_batch(
     geom, weights_a, log_a_act, log_b_act = geometry, a, log_a, log_b
 
     for iteration in range(max_iter):
-        scaled_g = log_b_act - geom.lse_source(scaled_f)
-        soft_min = geom.lse_target(scaled_g)
-        # a-marginal of (f, g): exp(F_i + k_i); exactly 0 where F = -inf.
-        err = (torch.exp(scaled_f + soft_min) - weights_a).abs().sum(-1)
+        scaled_g, soft_min = sweep(geom, scaled_f, log_b_act)
+        err = source_marginal_error(scaled_f, soft_min, weights_a)
         done = err < tol
         if iteration == max_iter - 1:
             done = torch.ones_like(done)
@@ -199,5 +253,4 @@ def c_transform(
     torch.Tensor of shape (B, m)
     """
     eps = geometry.epsilon
-    scaled_f = torch.where(a > 0, f / eps, torch.full_like(f, float("-inf")))
-    return eps * (torch.log(b) - geometry.lse_source(scaled_f))
+    return eps * (torch.log(b) - geometry.lse_source(scale_on_support(f, a, eps)))
