@@ -1,16 +1,20 @@
 """Solvers: pure functions on tensors, no estimator state."""
 
+from skmetaot.solvers.conjugate import ConjugateResult, conjugate, solve_conjugate
 from skmetaot.solvers.entropic import SinkhornResult, sinkhorn, solve_pairs
 from skmetaot.solvers.initializers import gaussian_init, zeros_init
 from skmetaot.solvers.sinkhorn import SinkhornState, c_transform, solve_batch, transport_plan
 
 __all__ = [
+    "ConjugateResult",
     "SinkhornResult",
     "SinkhornState",
     "c_transform",
+    "conjugate",
     "gaussian_init",
     "sinkhorn",
     "solve_batch",
+    "solve_conjugate",
     "solve_pairs",
     "transport_plan",
     "zeros_init",
