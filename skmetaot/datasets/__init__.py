@@ -5,12 +5,23 @@ from skmetaot.datasets._earth import (
     make_sphere_supply_demand,
     sphere_supply_demand_locations,
 )
+from skmetaot.datasets._gaussian import GaussianPair, make_gaussian_pair
+from skmetaot.datasets._known_map import KnownMapPair
 from skmetaot.datasets._mnist import load_mnist, make_mnist_pairs
+from skmetaot.datasets._toy2d import sample_checkerboard, sample_eight_gaussians
+from skmetaot.datasets._w2bench import W2BenchmarkPair, load_w2_benchmark
 
 __all__ = [
+    "GaussianPair",
+    "KnownMapPair",
+    "W2BenchmarkPair",
     "lat_lon_to_xyz",
     "load_mnist",
+    "load_w2_benchmark",
+    "make_gaussian_pair",
     "make_mnist_pairs",
     "make_sphere_supply_demand",
+    "sample_checkerboard",
+    "sample_eight_gaussians",
     "sphere_supply_demand_locations",
 ]
