@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-_ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh}
+from skmetaot.nn.activations import get_activation
 
 
 class MLP(nn.Module):
@@ -18,7 +18,10 @@ class MLP(nn.Module):
     in_features : int
     hidden_layer_sizes : sequence of int
     out_features : int
-    activation : {"relu", "elu", "gelu", "tanh"}, default="relu"
+    activation : str, default="relu"
+        Any name :func:`~skmetaot.nn.activations.get_activation` knows.
+    zero_last : bool, default=False
+        Initialise the last layer to zero, so the network starts as the constant zero.
 
     Examples
     --------
@@ -28,17 +31,22 @@ class MLP(nn.Module):
     """
 
     def __init__(self, in_features: int, hidden_layer_sizes: Sequence[int], out_features: int,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", zero_last: bool = False) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation={activation!r} is not one of {sorted(_ACTIVATIONS)}")
-        sizes = [in_features, *hidden_layer_sizes]
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(sizes[:-1], sizes[1:], strict=True):
-            layers += [nn.Linear(width_in, width_out), _ACTIVATIONS[activation]()]
-        layers.append(nn.Linear(sizes[-1], out_features))
-        self.layers = nn.Sequential(*layers)
+        self.activation = activation
+        get_activation(activation)  # fail at construction, not at the first forward pass
+        sizes = [in_features, *hidden_layer_sizes, out_features]
+        self.layers = nn.ModuleList(nn.Linear(width_in, width_out)
+                                    for width_in, width_out in zip(sizes[:-1], sizes[1:],
+                                                                   strict=True))
+        if zero_last:
+            nn.init.zeros_(self.layers[-1].weight)
+            nn.init.zeros_(self.layers[-1].bias)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Apply the network to ``inputs`` of shape (..., in_features)."""
-        return self.layers(inputs)
+        act = get_activation(self.activation)
+        hidden = inputs
+        for layer in self.layers[:-1]:
+            hidden = act(layer(hidden))
+        return self.layers[-1](hidden)
