@@ -1,13 +1,17 @@
 """skmetaot: amortized (meta) optimal transport for scikit-learn and POT users."""
 
 from skmetaot.costs import euclidean, spherical, sqeuclidean
-from skmetaot.estimators import MetaSinkhornTransport
+from skmetaot.estimators import MetaSinkhornTransport, NeuralW2Transport, TransportPotential
 from skmetaot.measures import HistogramPairs, MeasurePairs, as_pairs, pairs_from_images
-from skmetaot.solvers import SinkhornResult, sinkhorn
+from skmetaot.solvers import ConjugateResult, SinkhornResult, conjugate, sinkhorn
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConjugateResult",
+    "NeuralW2Transport",
+    "TransportPotential",
+    "conjugate",
     "HistogramPairs",
     "MeasurePairs",
     "MetaSinkhornTransport",

@@ -68,6 +68,7 @@ def train(
     validate_every: int = 0,
     verbose: int = 0,
     description: str = "training",
+    max_abs_loss: float | None = None,
 ) -> int:
     """Run ``n_steps`` optimisation steps of ``step_loss``.
 
@@ -103,6 +104,9 @@ def train(
         Show a progress bar when positive.
     description : str
         Progress-bar label.
+    max_abs_loss : float, optional
+        A loss larger than this in absolute value counts as divergence too (objectives that are
+        unbounded below blow up long before they overflow).
 
     Returns
     -------
@@ -119,11 +123,12 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = cosine_learning_rate(learning_rate, step, total, warmup)
         loss = step_loss(step)
-        if not bool(torch.isfinite(loss)):
+        value = float(loss.detach())
+        if not math.isfinite(value) or (max_abs_loss is not None and abs(value) > max_abs_loss):
             module.load_state_dict(good_state)
             raise TrainingDiverged(
-                f"the training loss became {float(loss.detach())} at step {step}; the estimator "
-                "keeps the last good parameters (lower learning_rate or check the data)")
+                f"the training loss became {value:.4g} at step {step}; the estimator keeps the "
+                "last good parameters (lower learning_rate or check the data)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(module.parameters(),
@@ -135,16 +140,15 @@ def train(
                 "good parameters")
         optimizer.step()
         history.step.append(step)
-        history.loss.append(float(loss.detach()))
+        history.loss.append(value)
         if step % 10 == 0:
             good_state = copy.deepcopy(module.state_dict())
         if validate is not None and validate_every and (step + 1) % validate_every == 0:
             history.val_step.append(step + 1)
             history.val_loss.append(validate())
-            bar.set_postfix(loss=f"{float(loss.detach()):.4g}",
-                            val=f"{history.val_loss[-1]:.4g}")
+            bar.set_postfix(loss=f"{value:.4g}", val=f"{history.val_loss[-1]:.4g}")
         elif verbose and step % 10 == 0:
-            bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
+            bar.set_postfix(loss=f"{value:.4g}")
     bar.close()
     history.seconds += time.perf_counter() - start_time
     return first_step + n_steps

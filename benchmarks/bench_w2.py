@@ -1,0 +1,46 @@
+"""B3: neural W2 maps on the Wasserstein-2 benchmark (Korotin et al.) and on Gaussian pairs.
+
+Usage::
+
+    python benchmarks/bench_w2.py                  # full CPU schedule (D = 2..64, 2000 steps)
+    python benchmarks/bench_w2.py --dims 2 4 8     # a subset of dimensions
+    python benchmarks/bench_w2.py --quick          # smoke test, about 2 minutes
+    python benchmarks/bench_w2.py --device cuda --steps 250000   # the papers' schedule on a GPU
+
+Writes ``benchmarks/results/bench_w2[_suffix].{json,md}`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from skmetaot._benchmarks import w2
+from skmetaot._benchmarks.common import write_results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke-test run")
+    parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64])
+    parser.add_argument("--gaussian-dims", type=int, nargs="*", default=None)
+    parser.add_argument("--steps", type=int, default=2000, help="training steps per method")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--suffix", default="", help="appended to the results file name")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    if args.quick:
+        payload = w2.run((2,), steps=100, batch_size=256, gaussian_dims=(2,),
+                         gaussian_steps=100, seed=args.seed, device=args.device)
+    else:
+        gaussian_dims = args.gaussian_dims if args.gaussian_dims is not None else args.dims
+        payload = w2.run(tuple(args.dims), steps=args.steps, gaussian_dims=tuple(gaussian_dims),
+                         seed=args.seed, device=args.device)
+    name = "bench_w2" + ("_quick" if args.quick else "") + args.suffix
+    write_results(name, payload, payload["table"], args.out)
+    print(payload["table"])
+
+
+if __name__ == "__main__":
+    main()
