@@ -25,18 +25,20 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64])
     parser.add_argument("--gaussian-dims", type=int, nargs="*", default=None)
     parser.add_argument("--steps", type=int, default=2000, help="training steps per method")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="row indices of skmetaot._benchmarks.w2.METHODS (default: all)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--suffix", default="", help="appended to the results file name")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.quick:
-        payload = w2.run((2,), steps=100, batch_size=256, gaussian_dims=(2,),
-                         gaussian_steps=100, seed=args.seed, device=args.device)
+        payload = w2.run(**w2.QUICK, seed=args.seed, device=args.device)
     else:
         gaussian_dims = args.gaussian_dims if args.gaussian_dims is not None else args.dims
+        methods = [w2.METHODS[int(k)] for k in args.methods] if args.methods else None
         payload = w2.run(tuple(args.dims), steps=args.steps, gaussian_dims=tuple(gaussian_dims),
-                         seed=args.seed, device=args.device)
+                         methods=methods, seed=args.seed, device=args.device)
     name = "bench_w2" + ("_quick" if args.quick else "") + args.suffix
     write_results(name, payload, payload["table"], args.out)
     print(payload["table"])

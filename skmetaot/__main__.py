@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-BENCHMARKS = ("sinkhorn", "meta_sinkhorn")
+BENCHMARKS = ("sinkhorn", "meta_sinkhorn", "w2")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -30,7 +30,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from skmetaot._benchmarks import cold_sinkhorn, meta_sinkhorn
+    from skmetaot._benchmarks import cold_sinkhorn, meta_sinkhorn, w2
     from skmetaot._benchmarks.common import write_results
 
     if args.name == "meta_sinkhorn":
@@ -42,6 +42,11 @@ def _bench(args: argparse.Namespace) -> None:
         payload = (cold_sinkhorn.run(64, n_single=8, repeats=1, device=args.device)
                    if args.quick else cold_sinkhorn.run(128, device=args.device))
         write_results("bench_sinkhorn" + ("_quick" if args.quick else ""), payload,
+                      payload["table"], Path(args.out))
+        print(payload["table"])
+    if args.name == "w2":
+        payload = w2.run(**(w2.QUICK if args.quick else {}), device=args.device)
+        write_results("bench_w2" + ("_quick" if args.quick else ""), payload,
                       payload["table"], Path(args.out))
         print(payload["table"])
 

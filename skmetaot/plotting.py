@@ -144,3 +144,55 @@ def plot_sphere_maps(supply: Any, demand: Any, maps: Sequence[Any], weights: Any
     if path:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def plot_transport_map(ax: Any, source: Any, mapped: Any, target: Any | None = None, *,
+                       n_arrows: int = 200, title: str | None = None,
+                       random_state: int = 0) -> Any:
+    """Draw a 2-D transport map: target samples, pushed-forward samples and arrows x -> T(x).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    source : array-like of shape (n, 2)
+        Source samples x.
+    mapped : array-like of shape (n, 2)
+        Their images T(x).
+    target : array-like of shape (m, 2), optional
+        Target samples, drawn underneath for comparison.
+    n_arrows : int, default=200
+        Arrows drawn (a random subset of the samples).
+    title : str, optional
+    random_state : int, default=0
+        Which subset gets arrows.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(50, 2))
+    >>> ax = plot_transport_map(plt.figure().gca(), x, x + 1.0, n_arrows=10)
+    """
+    source, mapped = np.asarray(source), np.asarray(mapped)
+    if target is not None:
+        target = np.asarray(target)
+        ax.scatter(target[:, 0], target[:, 1], s=2, c="tab:orange", alpha=0.3, label="target")
+    ax.scatter(source[:, 0], source[:, 1], s=2, c="tab:blue", alpha=0.3, label="source")
+    ax.scatter(mapped[:, 0], mapped[:, 1], s=2, c="tab:green", alpha=0.5, label="T(source)")
+    pick = np.random.default_rng(random_state).choice(len(source), min(n_arrows, len(source)),
+                                                      replace=False)
+    delta = mapped[pick] - source[pick]
+    ax.quiver(source[pick, 0], source[pick, 1], delta[:, 0], delta[:, 1], angles="xy",
+              scale_units="xy", scale=1, width=0.002, alpha=0.6)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="upper right", markerscale=4, fontsize=7)
+    return ax

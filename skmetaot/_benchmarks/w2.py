@@ -23,6 +23,9 @@ METHODS = [
     ("regression + L-BFGS", "mlp", "regression", "lbfgs"),
     ("objective + L-BFGS", "mlp", "objective", "lbfgs"),
 ]
+#: The --quick smoke test: one dimension, a hundred steps.
+QUICK = {"dims": (2,), "steps": 100, "batch_size": 256, "gaussian_dims": (2,),
+         "gaussian_steps": 100}
 COLUMNS = ["D", "method", "potential", "UVP %", "published %", "train s", "steps",
            "conj iters/step", "status"]
 GAUSS_COLUMNS = ["D", "method", "potential", "UVP %", "train s", "steps", "status"]
