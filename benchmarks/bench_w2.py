@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_w2.py --dims 2 4 8     # a subset of dimensions
     python benchmarks/bench_w2.py --quick          # smoke test, about 2 minutes
     python benchmarks/bench_w2.py --device cuda --steps 250000   # the papers' schedule on a GPU
+    python benchmarks/bench_w2.py --merge results/bench_w2_a.json results/bench_w2_b.json
 
 Writes ``benchmarks/results/bench_w2[_suffix].{json,md}`` and prints the table.
 """
@@ -13,6 +14,7 @@ Writes ``benchmarks/results/bench_w2[_suffix].{json,md}`` and prints the table.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from skmetaot._benchmarks import w2
@@ -31,7 +33,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--suffix", default="", help="appended to the results file name")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="merge the JSON results of partial runs into bench_w2.{json,md}")
     args = parser.parse_args()
+    if args.merge:
+        payload = w2.merge([json.loads(path.read_text()) for path in args.merge])
+        write_results("bench_w2" + args.suffix, payload, payload["table"], args.out)
+        print(payload["table"])
+        return
     if args.quick:
         payload = w2.run(**w2.QUICK, seed=args.seed, device=args.device)
     else:

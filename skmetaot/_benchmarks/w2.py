@@ -22,6 +22,9 @@ METHODS = [
     ("objective + Adam", "icnn", "objective", "adam"),
     ("regression + L-BFGS", "mlp", "regression", "lbfgs"),
     ("objective + L-BFGS", "mlp", "objective", "lbfgs"),
+    ("W2GN", "mlp", "cycle", None),
+    ("MM", "mlp", "objective", None),
+    ("objective + Adam", "mlp", "objective", "adam"),
 ]
 #: The --quick smoke test: one dimension, a hundred steps.
 QUICK = {"dims": (2,), "steps": 100, "batch_size": 256, "gaussian_dims": (2,),
@@ -127,23 +130,59 @@ def run(dims: tuple[int, ...] = (2, 4, 8, 16, 32, 64), *, steps: int = 2000,
         gauss_rows.append(row)
         if progress:
             print(markdown_table([row], GAUSS_COLUMNS).splitlines()[-1], flush=True)
-    rows.sort(key=lambda r: (r["D"], r["potential"] != "-", r["potential"], r["method"]))
+    schedule = {"steps": steps, "batch_size": batch_size, "learning_rates": DEFAULT_LEARNING_RATES,
+                "pretrain_iter": 500, "optimizer": "AdamW betas (0.5, 0.5), cosine decay",
+                "conjugate_tol_training": 1e-2, "gaussian_steps": gaussian_steps}
+    return build_payload(rows, conj_rows, gauss_rows, schedule, seed, device)
+
+
+def build_payload(rows: list[dict], conj_rows: list[dict], gauss_rows: list[dict],
+                  schedule: dict[str, Any], seed: int, device: str) -> dict[str, Any]:
+    """Tables and metadata of a B3 run (or of several runs merged)."""
+    rows = sorted(rows, key=lambda r: (r["D"], r["potential"] != "-", r["potential"],
+                                       r["method"]))
     tables = [
         "## Forward L2-UVP on the stored evaluation sets (Korotin et al. Mix3toMix10)",
         markdown_table(rows, COLUMNS),
         "## Batched L-BFGS on 1024 conjugates of the trained ICNN (tol 1e-3 on |grad f - y|)",
-        markdown_table(conj_rows, CONJ_COLUMNS),
+        markdown_table(sorted(conj_rows, key=lambda r: r["D"]), CONJ_COLUMNS),
         "## Gaussian to Gaussian (random covariances): UVP against the exact linear map",
-        markdown_table(gauss_rows, GAUSS_COLUMNS),
+        markdown_table(sorted(gauss_rows, key=lambda r: r["D"]), GAUSS_COLUMNS),
     ]
-    schedule = {"steps": steps, "batch_size": batch_size, "learning_rates": DEFAULT_LEARNING_RATES,
-                "pretrain_iter": 500, "optimizer": "AdamW betas (0.5, 0.5), cosine decay",
-                "conjugate_tol_training": 1e-2, "gaussian_steps": gaussian_steps}
-    return {"benchmark": "B3 neural W2 (bench_w2)", "seed": seed, "machine":
-            machine_info(torch.device(device)), "schedule": schedule, "rows": rows,
-            "conjugate": conj_rows, "gaussian": gauss_rows, "table": "\n\n".join(tables),
+    return {"benchmark": "B3 neural W2 (bench_w2)", "seed": seed,
+            "machine": machine_info(torch.device(device)),
+            "schedule": schedule, "rows": rows, "conjugate": conj_rows, "gaussian": gauss_rows,
+            "table": "\n\n".join(tables),
             "notes": ["UVP in percent of Var(Q) on the stored x_test (16384 points; 8192 "
                       "for D = 64).",
                       "Published rows: Korotin et al. 2021 (W2GN, MM, L, ID) and Amos 2023 "
                       "Table 1 (regression + L-BFGS), 250k training steps on a GPU; ours use "
-                      f"{steps} steps on {device}."]}
+                      f"{schedule['steps']} steps on {device}."]}
+
+
+def merge(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge B3 runs over different dimensions or methods into one payload.
+
+    Rows of the same (D, method, potential) keep the later run's; the runs must share a
+    schedule.
+    """
+    schedules = {json_key(p["schedule"]) for p in payloads}
+    if len(schedules) != 1:
+        raise ValueError("the runs to merge used different schedules")
+
+    def unique(key: str, ident: tuple[str, ...]) -> list[dict]:
+        table = {tuple(r[k] for k in ident): r for p in payloads for r in p[key]}
+        return list(table.values())
+
+    return build_payload(unique("rows", ("D", "method", "potential")),
+                         unique("conjugate", ("D", "start")),
+                         unique("gaussian", ("D", "method", "potential")),
+                         payloads[0]["schedule"], payloads[0]["seed"],
+                         payloads[0]["machine"]["device"])
+
+
+def json_key(obj: Any) -> str:
+    """A canonical string of a JSON-like object (to compare schedules)."""
+    import json
+
+    return json.dumps(obj, sort_keys=True)
