@@ -27,7 +27,8 @@ def marginal_error(plan: Any, a: Any, b: Any) -> Any:
     Examples
     --------
     >>> import numpy as np
-    >>> float(marginal_error(np.full((2, 2), 0.25), np.array([0.5, 0.5]), np.array([0.7, 0.3])))
+    >>> round(float(marginal_error(np.full((2, 2), 0.25), np.array([0.5, 0.5]),
+    ...                            np.array([0.7, 0.3]))), 6)
     0.4
     """
     kind = kind_of(plan, a, b)

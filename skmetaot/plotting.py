@@ -41,7 +41,7 @@ def displacement_interpolation(plan: Any, x: Any, y: Any, t: float,
     >>> import numpy as np
     >>> from skmetaot.measures import image_grid
     >>> grid = image_grid(2, 2).numpy()
-    >>> displacement_interpolation(np.eye(4) / 4, grid, grid, 0.5, (2, 2)).sum()
+    >>> float(displacement_interpolation(np.eye(4) / 4, grid, grid, 0.5, (2, 2)).sum())
     1.0
     """
     plan, x, y = (np.asarray(v, dtype=float) for v in (plan, x, y))
