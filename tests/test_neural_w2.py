@@ -103,7 +103,10 @@ def test_random_state_reproduces_and_pickle_round_trips(gaussian):
     np.testing.assert_array_equal(a.transform(pair.x_test), b.transform(pair.x_test))
     c = pickle.loads(pickle.dumps(a))
     np.testing.assert_array_equal(c.transform(pair.x_test), a.transform(pair.x_test))
-    c.refine(max_iter=2)  # the optimiser state survives the round trip
+    with pytest.raises(ValueError, match="pass the pairs"):
+        c.refine(max_iter=2)  # pickles leave the training samples out
+    c.refine(data, max_iter=2)  # the optimiser state survives the round trip
+    assert len(pickle.dumps(a)) < len(pickle.dumps(data))
     assert clone(a).get_params() == a.get_params()
 
 

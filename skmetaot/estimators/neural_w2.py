@@ -256,7 +256,8 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         Parameters
         ----------
         pairs : (Xs, Xt), optional
-            New samples of the same two measures (default: the samples seen in ``fit``).
+            New samples of the same two measures (default: the samples seen in ``fit``, which
+            the estimator keeps in memory but leaves out of pickles).
         max_iter : int, optional
             Extra steps (default ``max_iter // 10``).
         validation, validate_every
@@ -267,10 +268,19 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         self
         """
         check_is_fitted(self, "potential_")
+        if pairs is None and getattr(self, "_data", None) is None:
+            raise ValueError("pass the pairs to refine on: the training samples are not "
+                             "stored in a pickled estimator")
         data = self._data if pairs is None else self._single_pair(pairs)
         steps = check_positive_int(max_iter if max_iter is not None
                                    else max(1, self.max_iter // 10), "max_iter")
         return self._train(data, steps, validation, validate_every)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The training samples can be large; a saved model is the networks, not the data.
+        state = super().__getstate__()
+        state["_data"] = None
+        return state
 
     def _pretrain(self, data: tuple[torch.Tensor, ...]) -> None:
         if not self.pretrain_iter:
