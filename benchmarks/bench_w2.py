@@ -24,9 +24,12 @@ from skmetaot._benchmarks.common import write_results
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke-test run")
-    parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64])
+    parser.add_argument("--dims", type=int, nargs="*", default=[2, 4, 8, 16, 32, 64],
+                        help="dimensions of the W2 benchmark (none: Gaussian rows only)")
     parser.add_argument("--gaussian-dims", type=int, nargs="*", default=None)
     parser.add_argument("--steps", type=int, default=2000, help="training steps per method")
+    parser.add_argument("--gaussian-steps", type=int, default=1000,
+                        help="training steps of the Gaussian rows")
     parser.add_argument("--methods", nargs="+", default=None,
                         help="row indices of skmetaot._benchmarks.w2.METHODS (default: all)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
@@ -47,7 +50,8 @@ def main() -> None:
         gaussian_dims = args.gaussian_dims if args.gaussian_dims is not None else args.dims
         methods = [w2.METHODS[int(k)] for k in args.methods] if args.methods else None
         payload = w2.run(tuple(args.dims), steps=args.steps, gaussian_dims=tuple(gaussian_dims),
-                         methods=methods, seed=args.seed, device=args.device)
+                         gaussian_steps=args.gaussian_steps, methods=methods, seed=args.seed,
+                         device=args.device)
     name = "bench_w2" + ("_quick" if args.quick else "") + args.suffix
     write_results(name, payload, payload["table"], args.out)
     print(payload["table"])
