@@ -1,9 +1,15 @@
 """Data sets: bundled real data and synthetic generators of measure pairs."""
 
+from skmetaot.datasets._color_images import image_to_measure, load_color_images
 from skmetaot.datasets._earth import (
     lat_lon_to_xyz,
     make_sphere_supply_demand,
     sphere_supply_demand_locations,
+)
+from skmetaot.datasets._families import (
+    make_gaussian_mixture_pairs,
+    make_gaussian_pair_samples,
+    make_gaussian_pairs,
 )
 from skmetaot.datasets._gaussian import GaussianPair, make_gaussian_pair
 from skmetaot.datasets._known_map import KnownMapPair
@@ -15,10 +21,15 @@ __all__ = [
     "GaussianPair",
     "KnownMapPair",
     "W2BenchmarkPair",
+    "image_to_measure",
     "lat_lon_to_xyz",
+    "load_color_images",
     "load_mnist",
     "load_w2_benchmark",
+    "make_gaussian_mixture_pairs",
     "make_gaussian_pair",
+    "make_gaussian_pair_samples",
+    "make_gaussian_pairs",
     "make_mnist_pairs",
     "make_sphere_supply_demand",
     "sample_checkerboard",
