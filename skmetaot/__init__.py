@@ -1,7 +1,12 @@
 """skmetaot: amortized (meta) optimal transport for scikit-learn and POT users."""
 
 from skmetaot.costs import euclidean, spherical, sqeuclidean
-from skmetaot.estimators import MetaSinkhornTransport, NeuralW2Transport, TransportPotential
+from skmetaot.estimators import (
+    MetaICNNTransport,
+    MetaSinkhornTransport,
+    NeuralW2Transport,
+    TransportPotential,
+)
 from skmetaot.measures import HistogramPairs, MeasurePairs, as_pairs, pairs_from_images
 from skmetaot.solvers import ConjugateResult, SinkhornResult, conjugate, sinkhorn
 
@@ -14,6 +19,7 @@ __all__ = [
     "conjugate",
     "HistogramPairs",
     "MeasurePairs",
+    "MetaICNNTransport",
     "MetaSinkhornTransport",
     "SinkhornResult",
     "as_pairs",

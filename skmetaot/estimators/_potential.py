@@ -95,6 +95,31 @@ class TransportPotential:
         """Conjugate values ``f*(y)`` (solved), shape (n,)."""
         return self._chunked(y, "y", lambda chunk: self._solve(chunk).value)
 
+    def dual_value(self, x: Any, y: Any, a: Any = None, b: Any = None) -> float:
+        """The dual objective ``V(f) = -E_alpha f - E_beta f*`` with solved conjugates.
+
+        Higher is better; at the optimum ``W2^2 = E|x|^2 + E|y|^2 + 2 V``, and any other
+        potential gives a lower bound of that.
+
+        Parameters
+        ----------
+        x, y : array-like of shape (n, d), (m, d)
+            Points of the source and the target measure.
+        a, b : array-like of shape (n,), (m,), optional
+            Their probability weights (uniform when omitted).
+
+        Returns
+        -------
+        float
+        """
+        values = torch.as_tensor(self(x)).double().cpu()
+        conj = torch.as_tensor(self.conjugate(y)).double().cpu()
+        a = (torch.full_like(values, 1 / len(values)) if a is None
+             else torch.as_tensor(a).double().cpu())
+        b = (torch.full_like(conj, 1 / len(conj)) if b is None
+             else torch.as_tensor(b).double().cpu())
+        return float(-(values * a).sum() - (conj * b).sum())
+
     def _solve(self, y: torch.Tensor):
         with torch.no_grad():
             start = self.amortizer(y) if self.amortizer is not None else y

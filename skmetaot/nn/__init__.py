@@ -1,9 +1,12 @@
 """Networks: potentials, amortization models and encoders of measures."""
 
 from skmetaot.nn.activations import get_activation
+from skmetaot.nn.encoders import ImageEncoder, SetEncoder, moment_features
+from skmetaot.nn.hypernetwork import FunctionalPotential, GradientMap, PairHypernetwork
 from skmetaot.nn.icnn import ICNN
 from skmetaot.nn.mlp import MLP
 from skmetaot.nn.potentials import MLPPotential, ResidualAmortizer, potential_gradient
 
-__all__ = ["ICNN", "MLP", "MLPPotential", "ResidualAmortizer", "get_activation",
-           "potential_gradient"]
+__all__ = ["ICNN", "MLP", "FunctionalPotential", "GradientMap", "ImageEncoder", "MLPPotential",
+           "PairHypernetwork", "ResidualAmortizer", "SetEncoder", "get_activation",
+           "moment_features", "potential_gradient"]

@@ -1,0 +1,237 @@
+"""Collections of continuous measure pairs: point clouds or images, stored once, sampled per step.
+
+A meta estimator over continuous measures sees the same measure in many pairs (every ordered
+pair of 35 images is 1,190 pairs of 35 measures), so each distinct input object is converted
+once and pairs are index pairs into the list of measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
+from skmetaot.measures import MeasurePairs, _check_weights
+
+#: Side of the square to which images are area-resized for the image encoder.
+IMAGE_SIDE = 64
+#: Largest number of points per measure the set encoder sees at prediction time.
+ENCODE_POINTS = 4096
+
+
+@dataclass
+class ContinuousMeasure:
+    """One measure: points (n, d), optional weights (n,), optional image (C, S, S) and shape."""
+
+    points: torch.Tensor
+    weights: torch.Tensor | None = None
+    image: torch.Tensor | None = None
+    image_shape: tuple[int, ...] | None = None
+    kind: ArrayKind = ArrayKind()
+
+
+def _image_measure(value: Any, name: str) -> ContinuousMeasure:
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.dtype == np.uint8:
+        tensor = torch.from_numpy(array.astype(np.float32) / 255.0)
+    else:
+        tensor = as_float_tensor(array, name)
+        if tensor.numel() and (float(tensor.min()) < 0.0 or float(tensor.max()) > 1.0):
+            raise ValueError(f"{name} is an image with float values outside [0, 1] (pass "
+                             "uint8 or values scaled to [0, 1])")
+    height, width, channels = tensor.shape
+    if height * width == 0:
+        raise ValueError(f"{name} is an empty image")
+    if channels > 4:
+        raise ValueError(f"{name} has shape {tuple(tensor.shape)}: an image must be (H, W, C) "
+                         "with at most 4 channels")
+    grid = tensor.permute(2, 0, 1).unsqueeze(0)
+    small = F.adaptive_avg_pool2d(grid.float(), IMAGE_SIDE)[0]
+    return ContinuousMeasure(tensor.reshape(-1, channels), None, small, tuple(tensor.shape))
+
+
+def _point_measure(value: Any, name: str) -> ContinuousMeasure:
+    weights = None
+    if isinstance(value, (tuple, list)) and len(value) == 2 and np.ndim(value[1]) == 1:
+        value, raw_weights = value
+        weights = _check_weights(as_float_tensor(raw_weights, f"{name} weights").double(),
+                                 f"{name} weights")
+    points = as_float_tensor(value, name)
+    if points.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (n_points, dim), got shape {tuple(points.shape)}")
+    if points.shape[0] == 0 or points.shape[1] == 0:
+        raise ValueError(f"{name} is an empty measure (shape {tuple(points.shape)})")
+    if weights is not None and len(weights) != len(points):
+        raise ValueError(f"{name} has {len(points)} points but {len(weights)} weights")
+    if weights is not None and bool((weights == weights[0]).all()):
+        weights = None  # uniform: sampling and encoding take the fast path
+    return ContinuousMeasure(points, weights)
+
+
+def _measure(value: Any, name: str) -> ContinuousMeasure:
+    if isinstance(value, (str, bytes, dict)) or value is None:
+        raise TypeError(f"{name} must be an array of points (n, d), a (points, weights) pair "
+                        f"or an image (H, W, C), got {type(value).__name__}")
+    if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 3:
+        measure = _image_measure(value, name)
+    else:
+        measure = _point_measure(value, name)
+    measure.kind = kind_of(value[0] if isinstance(value, (tuple, list)) else value)
+    return measure
+
+
+class MeasureCollection:
+    """Pairs of continuous measures as index pairs into a list of distinct measures.
+
+    Parameters
+    ----------
+    measures : list of ContinuousMeasure
+    index : numpy.ndarray of shape (n_pairs, 2)
+        ``index[k] = (i, j)``: pair k transports measure i to measure j.
+    """
+
+    def __init__(self, measures: list[ContinuousMeasure], index: np.ndarray) -> None:
+        self.measures = measures
+        self.index = index
+        dims = {m.points.shape[1] for m in measures}
+        if len(dims) != 1:
+            raise ValueError(f"all measures must have the same dimension, got {sorted(dims)}")
+        self.dim = dims.pop()
+        self.has_images = all(m.image is not None for m in measures)
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of pairs."""
+        return len(self.index)
+
+    def sample(self, pair_ids: np.ndarray, n_samples: int, generator: torch.Generator,
+               device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n_samples`` points of each side of the pairs ``pair_ids``: (B, n, d) twice."""
+        sides = []
+        for side in (0, 1):
+            drawn = []
+            for k in pair_ids:
+                measure = self.measures[self.index[k, side]]
+                if measure.weights is None:
+                    pick = torch.randint(len(measure.points), (n_samples,), generator=generator)
+                else:
+                    pick = torch.multinomial(measure.weights, n_samples, replacement=True,
+                                             generator=generator)
+                drawn.append(measure.points[pick])
+            sides.append(torch.stack(drawn).to(device, dtype))
+        return sides[0], sides[1]
+
+    def images(self, pair_ids: np.ndarray, side: int, device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+        """Resized images (B, C, S, S) of one side of the pairs ``pair_ids``."""
+        return torch.stack([self.measures[self.index[k, side]].image for k in pair_ids]).to(
+            device, dtype)
+
+    def encoding_points(self, pair_ids: np.ndarray, side: int, device: torch.device,
+                        dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """All points of each measure (a fixed subsample beyond ENCODE_POINTS), zero-padded.
+
+        Returns points (B, M, d) and weights (B, M) that sum to one per row, so the set
+        encoder's prediction for a pair does not depend on a random draw.
+        """
+        clouds, masses = [], []
+        for k in pair_ids:
+            measure = self.measures[self.index[k, side]]
+            points, weights = measure.points, measure.weights
+            if len(points) > ENCODE_POINTS:
+                keep = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))
+                keep = keep[:ENCODE_POINTS]
+                points = points[keep]
+                weights = weights[keep] if weights is not None else None
+            if weights is None:
+                weights = torch.full((len(points),), 1.0 / len(points), dtype=torch.float64)
+            clouds.append(points)
+            masses.append(weights / weights.sum())
+        size = max(len(c) for c in clouds)
+        padded = torch.zeros(len(clouds), size, self.dim, dtype=dtype, device=device)
+        mass = torch.zeros(len(clouds), size, dtype=dtype, device=device)
+        for row, (cloud, weights) in enumerate(zip(clouds, masses, strict=True)):
+            padded[row, :len(cloud)] = cloud.to(device, dtype)
+            mass[row, :len(cloud)] = weights.to(device, dtype)
+        return padded, mass
+
+
+def as_measure_collection(data: Any) -> MeasureCollection:
+    """Normalise the input forms of a continuous meta estimator into a MeasureCollection.
+
+    Accepted: a :class:`~skmetaot.MeasurePairs`; a sequence of pairs ``(A, B)`` where each
+    measure is a point cloud (n, d), a weighted ``(points, weights)`` pair or an image
+    (H, W, C) (a measure over its pixel values, uint8 or floats in [0, 1]); an array of image
+    pairs (N, 2, H, W, C); a single pair ``(A, B)``. An object that appears in several pairs is
+    converted once.
+
+    Parameters
+    ----------
+    data : object
+        One of the forms above.
+
+    Returns
+    -------
+    MeasureCollection
+    """
+    if isinstance(data, MeasurePairs):
+        measures, rows = [], []
+        for k in range(data.n_pairs):
+            rows.append((len(measures), len(measures) + 1))
+            measures.append(_point_measure((data.x[k], data.a[k]), f"pair {k} source"))
+            measures.append(_point_measure((data.y[k], data.b[k]), f"pair {k} target"))
+        return MeasureCollection(measures, np.asarray(rows, dtype=np.int64))
+    if isinstance(data, (np.ndarray, torch.Tensor)):
+        if data.ndim == 5 and data.shape[1] == 2:
+            data = [(data[k, 0], data[k, 1]) for k in range(data.shape[0])]
+        else:
+            raise ValueError(f"an array input must hold image pairs of shape (N, 2, H, W, C), "
+                             f"got shape {tuple(data.shape)}; pass point clouds as a sequence "
+                             "of (Xs, Xt) pairs")
+    if isinstance(data, (str, bytes, dict)) or not isinstance(data, Sequence):
+        raise TypeError(f"cannot interpret a {type(data).__name__} as measure pairs; pass a "
+                        "sequence of (Xs, Xt) pairs")
+    if len(data) == 0:
+        raise ValueError("no pairs were given (empty collection)")
+    if _is_single_pair(data):
+        data = [data]
+    measures: list[ContinuousMeasure] = []
+    seen: dict[int, int] = {}
+    rows = []
+    for k, pair in enumerate(data):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError(f"pair {k}: expected (source, target), got {type(pair).__name__}")
+        row = []
+        for side, value in zip(("source", "target"), pair, strict=True):
+            key = id(value)
+            if key not in seen:
+                seen[key] = len(measures)
+                measures.append(_measure(value, f"pair {k} {side}"))
+            row.append(seen[key])
+        rows.append(row)
+    if len({m.image is not None for m in measures}) > 1:
+        raise ValueError("mix of images and point clouds: pass all measures in one form")
+    dim = measures[rows[0][0]].points.shape[1]
+    for k, row in enumerate(rows):
+        for side, i in zip(("source", "target"), row, strict=True):
+            if measures[i].points.shape[1] != dim:
+                raise ValueError(f"pair {k} {side} has dimension "
+                                 f"{measures[i].points.shape[1]}, but pair 0 source has {dim}")
+    return MeasureCollection(measures, np.asarray(rows, dtype=np.int64))
+
+
+def _is_single_pair(data: Sequence[Any]) -> bool:
+    """``(A, B)`` with A and B measures, rather than a collection of pairs."""
+    if len(data) != 2:
+        return False
+    first = data[0]
+    if isinstance(first, (np.ndarray, torch.Tensor)):
+        return first.ndim in (2, 3)
+    return (isinstance(first, (tuple, list)) and len(first) == 2
+            and isinstance(first[0], (np.ndarray, torch.Tensor)) and np.ndim(first[0]) == 2
+            and np.ndim(first[1]) == 1)
