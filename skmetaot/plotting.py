@@ -196,3 +196,49 @@ def plot_transport_map(ax: Any, source: Any, mapped: Any, target: Any | None = N
         ax.set_title(title)
     ax.legend(loc="upper right", markerscale=4, fontsize=7)
     return ax
+
+
+def plot_color_transfer(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str],
+                        row_labels: Sequence[str] | None = None, path: str | None = None):
+    """Colour-transfer panels: one row per image pair, one column per image.
+
+    Parameters
+    ----------
+    rows : sequence of sequences of (H, W, 3) arrays
+        E.g. source, target, prediction, prediction + W2GN, W2GN from scratch; values are
+        clipped to [0, 1] for display (a transport map may leave the cube slightly).
+    titles : sequence of str
+        Column titles.
+    row_labels : sequence of str, optional
+    path : str, optional
+        Save the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((4, 5, 3))
+    >>> fig = plot_color_transfer([[image, image]], ["source", "target"])
+    >>> len(fig.axes)
+    2
+    """
+    plt = _pyplot()
+    n_cols = len(titles)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.4 * n_cols, 2.0 * len(rows)),
+                             squeeze=False)
+    for i, images in enumerate(rows):
+        for j, (image, title) in enumerate(zip(images, titles, strict=True)):
+            axes[i, j].imshow(np.clip(np.asarray(image, dtype=float), 0.0, 1.0))
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(title, fontsize=9)
+        if row_labels is not None:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120)
+    return fig

@@ -131,3 +131,53 @@ def test_activation_registry():
     with pytest.raises(ValueError, match="convex"):
         get_activation("gelu", convex=True)
     np.testing.assert_allclose(get_activation("leaky_relu")(torch.tensor([-1.0])).numpy(), [-0.2])
+
+
+# -- encoders and the hypernetwork --------------------------------------------------------------
+def test_set_encoder_is_permutation_invariant_and_weight_aware():
+    from skmetaot.nn import SetEncoder
+
+    torch.manual_seed(0)
+    encoder = SetEncoder(3, (16, 16), n_features=8).double()
+    points = torch.rand(2, 30, 3, dtype=torch.float64)
+    shuffled = points[:, torch.randperm(30)]
+    torch.testing.assert_close(encoder(points), encoder(shuffled))
+    # a point listed twice weighs as much as weight 2/n on one copy
+    doubled = torch.cat([points, points[:, :1]], dim=1)
+    weights = torch.full((2, 30), 1.0 / 31, dtype=torch.float64)
+    weights[:, 0] = 2.0 / 31
+    torch.testing.assert_close(encoder(doubled), encoder(points, weights))
+    # zero-weight padding changes nothing
+    padded = torch.cat([points, torch.rand(2, 5, 3, dtype=torch.float64)], dim=1)
+    pad_weights = torch.cat([torch.full((2, 30), 1 / 30, dtype=torch.float64),
+                             torch.zeros(2, 5, dtype=torch.float64)], dim=1)
+    torch.testing.assert_close(encoder(padded, pad_weights), encoder(points))
+
+
+def test_moment_features_are_the_mean_and_covariance():
+    from skmetaot.nn import moment_features
+
+    points = torch.randn(1, 5000, 2, dtype=torch.float64) * torch.tensor([1.0, 2.0]) + 3.0
+    features = moment_features(points)[0]
+    torch.testing.assert_close(features[:2], points[0].mean(0))
+    cov = torch.cov(points[0].T, correction=0)
+    torch.testing.assert_close(features[2:], cov[[0, 0, 1], [0, 1, 1]])
+
+
+def test_image_encoder_takes_any_size_and_checks_channels():
+    from skmetaot.nn import ImageEncoder
+
+    encoder = ImageEncoder(n_features=16, width=4)
+    assert encoder(torch.rand(2, 3, 17, 40)).shape == (2, 16)
+    with pytest.raises(ValueError, match="expects images"):
+        encoder(torch.rand(2, 1, 8, 8))
+
+
+def test_hypernetwork_starts_at_its_base_vector():
+    from skmetaot.nn import PairHypernetwork, SetEncoder
+
+    base = torch.randn(12)
+    net = PairHypernetwork(SetEncoder(2, (8,), n_features=4), base, (16,))
+    out = net((torch.rand(3, 20, 2),), (torch.rand(3, 25, 2),))
+    torch.testing.assert_close(out, base.expand(3, -1))
+    assert net.base.requires_grad
