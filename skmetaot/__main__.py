@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-BENCHMARKS = ("sinkhorn", "meta_sinkhorn", "w2")
+BENCHMARKS = ("sinkhorn", "meta_sinkhorn", "w2", "color_transfer")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -30,25 +30,21 @@ def _demo(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from skmetaot._benchmarks import cold_sinkhorn, meta_sinkhorn, w2
+    from skmetaot._benchmarks import cold_sinkhorn, color_transfer, meta_sinkhorn, w2
     from skmetaot._benchmarks.common import write_results
 
-    if args.name == "meta_sinkhorn":
-        payload = meta_sinkhorn.run(args.quick)
-        write_results("bench_meta_sinkhorn" + ("_quick" if args.quick else ""), payload,
-                      payload["table"], Path(args.out))
-        print(payload["table"])
-    if args.name == "sinkhorn":
-        payload = (cold_sinkhorn.run(64, n_single=8, repeats=1, device=args.device)
-                   if args.quick else cold_sinkhorn.run(128, device=args.device))
-        write_results("bench_sinkhorn" + ("_quick" if args.quick else ""), payload,
-                      payload["table"], Path(args.out))
-        print(payload["table"])
-    if args.name == "w2":
-        payload = w2.run(**(w2.QUICK if args.quick else {}), device=args.device)
-        write_results("bench_w2" + ("_quick" if args.quick else ""), payload,
-                      payload["table"], Path(args.out))
-        print(payload["table"])
+    runners = {
+        "meta_sinkhorn": lambda: meta_sinkhorn.run(args.quick),
+        "sinkhorn": lambda: (cold_sinkhorn.run(64, n_single=8, repeats=1, device=args.device)
+                             if args.quick else cold_sinkhorn.run(128, device=args.device)),
+        "w2": lambda: w2.run(**(w2.QUICK if args.quick else {}), device=args.device),
+        "color_transfer": lambda: color_transfer.run(
+            **(color_transfer.QUICK if args.quick else {}), device=args.device),
+    }
+    payload = runners[args.name]()
+    write_results(f"bench_{args.name}" + ("_quick" if args.quick else ""), payload,
+                  payload["table"], Path(args.out))
+    print(payload["table"])
 
 
 def main(argv: list[str] | None = None) -> int:
