@@ -10,8 +10,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from skmetaot.amortize import TrainingHistory, train
-from skmetaot.amortize.training import cosine_learning_rate
-from skmetaot.amortize.w2_losses import identity_pretraining_loss
+from skmetaot.amortize.w2_losses import pretrain_identity
 from skmetaot.amortize.w2gn import refine_w2gn, w2gn_loss
 from skmetaot.estimators._base import BaseOTEstimator, check_positive_float, check_positive_int
 from skmetaot.estimators._collection import MeasureCollection, as_measure_collection
@@ -205,23 +204,12 @@ class MetaICNNTransport(BaseOTEstimator):
 
     def _identity_parameters(self, collection: MeasureCollection) -> torch.Tensor:
         """ICNN parameters with ``grad psi(x) ~ x`` where the measures live."""
-        pool = torch.cat([m.points for m in collection.measures])
-        scale = pool.std(0, keepdim=True).to(self._device_, self._dtype_)
-        optimizer = torch.optim.Adam(self.icnn_.parameters(), lr=1e-2)
-        for step in range(self.pretrain_iter):
-            # the decay matters: the start of every problem is only as exact as this fit
-            optimizer.param_groups[0]["lr"] = cosine_learning_rate(1e-2, step,
-                                                                   self.pretrain_iter)
-            pick = torch.randint(len(pool), (self.n_samples,), generator=self._generator)
-            noise = torch.randn(self.n_samples, collection.dim, generator=self._generator)
-            batch = pool[pick].to(self._device_, self._dtype_) + 0.1 * scale * noise.to(scale)
-            loss = identity_pretraining_loss(self.icnn_, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            self._metrics["pretrain_loss"].append(float(loss.detach()))
-            if float(loss.detach()) < 1e-7:
-                break
+        pool = torch.cat([m.points for m in collection.measures]).to(self._device_,
+                                                                      self._dtype_)
+        # The decaying rate matters: every problem starts only as exactly as this fit.
+        self._metrics["pretrain_loss"] += pretrain_identity(
+            self.icnn_, pool, self.pretrain_iter, self.n_samples, self._generator,
+            learning_rate=1e-2, decay=True, tol=1e-7)
         return self.icnn_.params.detach().clone()
 
     def _encoder_inputs(self, collection: MeasureCollection, pair_ids: np.ndarray, side: int,

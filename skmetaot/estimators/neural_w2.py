@@ -14,7 +14,7 @@ from skmetaot.amortize import TrainingHistory, train
 from skmetaot.amortize.w2_losses import (
     AMORTIZATIONS,
     CONJUGATE_SOLVERS,
-    identity_pretraining_loss,
+    pretrain_identity,
     w2_dual_step,
 )
 from skmetaot.estimators._base import BaseOTEstimator, check_positive_float, check_positive_int
@@ -292,22 +292,9 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         return state
 
     def _pretrain(self, data: tuple[torch.Tensor, ...]) -> None:
-        if not self.pretrain_iter:
-            return
-        points = torch.cat([data[0], data[2]])
-        scale = points.std(0, keepdim=True)
-        optimizer = torch.optim.Adam(self.potential_.parameters(), lr=3e-3)
-        for _ in range(self.pretrain_iter):
-            pick = torch.randint(len(points), (self.batch_size,), generator=self._generator)
-            noise = torch.randn(self.batch_size, points.shape[1], generator=self._generator)
-            batch = points[pick.to(self._device_)] + 0.1 * scale * noise.to(points)
-            loss = identity_pretraining_loss(self.potential_, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            self._metrics["pretrain_loss"].append(float(loss.detach()))
-            if float(loss.detach()) < 1e-6:
-                break
+        self._metrics["pretrain_loss"] += pretrain_identity(
+            self.potential_, torch.cat([data[0], data[2]]), self.pretrain_iter,
+            self.batch_size, self._generator)
 
     def _draw(self, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if bool((weights == weights[0]).all()):
