@@ -167,11 +167,14 @@ def build_payload(rows: list[dict], conj_rows: list[dict], gauss_rows: list[dict
 def merge(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge B3 runs over different dimensions or methods into one payload.
 
-    Rows of the same (D, method, potential) keep the later run's; the runs must share a
-    schedule.
+    Rows of the same (D, method, potential) keep the later run's; the runs must share the
+    schedule of the benchmark rows (the Gaussian rows carry their own steps and potential).
     """
-    schedules = {json_key(p["schedule"]) for p in payloads}
-    if len(schedules) != 1:
+    def w2_schedule(payload: dict[str, Any]) -> str:
+        return json_key({k: v for k, v in payload["schedule"].items()
+                         if not k.startswith("gaussian")})
+
+    if len({w2_schedule(p) for p in payloads}) != 1:
         raise ValueError("the runs to merge used different schedules")
 
     def unique(key: str, ident: tuple[str, ...]) -> list[dict]:
