@@ -101,13 +101,24 @@ def test_transform_is_the_gradient_of_the_predicted_potential(trained):
 
 def test_identity_start_before_training():
     _, samples = gaussian_family(4)
-    est = MetaICNNTransport(max_iter=1, learning_rate=1e-8, random_state=0,
+    est = MetaICNNTransport(max_iter=1, learning_rate=1e-8, random_state=0, baseline=None,
                             **{**SMALL, "pretrain_iter": 1500}).fit(samples)
     source = samples[0][0]
     mapped = est.transform(samples[:1])[0]
     relative_error = ((mapped - source) ** 2).sum(1).mean() / source.var(0).sum()
     assert relative_error < 2e-3
     np.testing.assert_allclose(mapped, source, atol=0.2)
+
+
+def test_gaussian_baseline_starts_at_the_closed_form_map():
+    known, samples = gaussian_family(4, n=4096)
+    est = MetaICNNTransport(max_iter=1, learning_rate=1e-8, random_state=0,
+                            **{**SMALL, "pretrain_iter": 1500}).fit(samples)
+    potentials = est.predict_potentials(samples)
+    for pair, potential in zip(known, potentials, strict=True):
+        assert pair.uvp(potential.transform(pair.x_test)) < 1.0  # sample moments, not exact
+        assert {"matrix", "shift", "inverse_matrix", "inverse_shift"} <= set(
+            potential.parameters)
 
 
 # -- input forms ----------------------------------------------------------------------------

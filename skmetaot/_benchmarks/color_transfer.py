@@ -26,7 +26,7 @@ EVAL_PIXELS = 4096
 QUICK = {"steps": 60, "n_test_pairs": 2, "refine_steps": (20, 40), "gaussian_dims": (2,),
          "gaussian_steps": 60, "gaussian_train_pairs": 16, "gaussian_test_pairs": 4,
          "gaussian_refine": 40}
-PAIR_COLUMNS = ["pair", "prediction", "meta + W2GN 1k", "meta + W2GN 2k", "W2GN 1k",
+PAIR_COLUMNS = ["pair", "Gaussian map", "prediction", "meta + W2GN 1k", "meta + W2GN 2k", "W2GN 1k",
                 "W2GN 2k", "prediction s", "W2GN 1k s", "W2GN 2k s"]
 SUMMARY_COLUMNS = ["method", "median", "mean", "std", "median s", "speed-up vs W2GN 1k"]
 GAUSS_COLUMNS = ["d", "pairs (train/test)", "train s", "prediction UVP % (median)",
@@ -49,11 +49,14 @@ def _eval_points(image: np.ndarray, seed: int) -> np.ndarray:
     return pixels[keep]
 
 
-def _curve(est: MetaICNNTransport, pair: tuple, start: torch.Tensor,
-           checkpoints: tuple[int, ...], evaluate: Any) -> tuple[dict[int, float], dict]:
-    """Refine one pair alone from ``start``; dual at the checkpoints, seconds to each one."""
+def _curve(est: MetaICNNTransport, pair: tuple, checkpoints: tuple[int, ...],
+           evaluate: Any, meta: bool) -> tuple[dict[int, float], dict]:
+    """Refine one pair alone from the prediction (or the identity); dual at the checkpoints."""
     collection = as_measure_collection([pair])
     ids = np.array([0])
+    baseline = est._baselines(collection, ids) if meta else None
+    start = (est._predict_params(collection)[0] if meta
+             else est.hypernetwork_.base.detach().clone())
     snapshots: dict[int, torch.Tensor] = {0: start.clone()}
     seconds: dict[int, float] = {0: 0.0}
     clock = {"start": time.perf_counter()}
@@ -66,8 +69,8 @@ def _curve(est: MetaICNNTransport, pair: tuple, start: torch.Tensor,
     refine_w2gn(est.icnn_, start[None], lambda: collection.sample(
         ids, est.n_samples, est._generator, est._device_, est._dtype_), max(checkpoints),
         learning_rate=est.refine_learning_rate, cycle_weight=est.cycle_weight,
-        callback=callback)
-    return {step: evaluate(p) for step, p in snapshots.items()}, seconds
+        baseline=baseline, callback=callback)
+    return {step: evaluate(p, baseline) for step, p in snapshots.items()}, seconds
 
 
 def checkpoints_of(refine_steps: tuple[int, int]) -> tuple[int, ...]:
@@ -96,15 +99,18 @@ def color_transfer(steps: int = 3000, n_test_pairs: int = 12,
         x_eval = _eval_points(pair[0], seed)
         y_eval = _eval_points(pair[1], seed + 1)
 
-        def evaluate(params: torch.Tensor, x_eval=x_eval, y_eval=y_eval) -> float:
-            return est._potential(params).dual_value(x_eval, y_eval)
+        def evaluate(params: torch.Tensor, baseline: Any, x_eval=x_eval,
+                     y_eval=y_eval) -> float:
+            return est._potential(params, baseline and baseline[0]).dual_value(x_eval, y_eval)
 
         est.predict_potentials([pair])  # warm-up, so the timing below is the steady state
         predict_seconds, _ = timed(lambda pair=pair: est.predict_potentials([pair]))
-        prediction = torch.as_tensor(est.predict_params([pair])[0]).to(est._device_)
-        identity = est.hypernetwork_.base.detach().clone()
-        meta, _ = _curve(est, pair, prediction, checkpoints, evaluate)
-        scratch, scratch_seconds = _curve(est, pair, identity, checkpoints, evaluate)
+        collection = as_measure_collection([pair])
+        gaussian = (evaluate(est.hypernetwork_.base.detach(),
+                             est._baselines(collection, np.array([0])))
+                    if est.baseline == "gaussian" else None)
+        meta, _ = _curve(est, pair, checkpoints, evaluate, meta=True)
+        scratch, scratch_seconds = _curve(est, pair, checkpoints, evaluate, meta=False)
         values = [*meta.values(), *scratch.values()]
         low, high = min(values), max(values)
 
@@ -113,6 +119,7 @@ def color_transfer(steps: int = 3000, n_test_pairs: int = 12,
 
         rows.append({
             "pair": f"{test.names[i]} -> {test.names[j]}",
+            "Gaussian map": norm(gaussian) if gaussian is not None else "",
             "prediction": norm(meta[0]), "meta + W2GN 1k": norm(meta[one_k]),
             "meta + W2GN 2k": norm(meta[two_k]), "W2GN 1k": norm(scratch[one_k]),
             "W2GN 2k": norm(scratch[two_k]), "prediction s": predict_seconds,
@@ -122,7 +129,8 @@ def color_transfer(steps: int = 3000, n_test_pairs: int = 12,
             "raw duals": {"meta": meta, "identity": scratch}})
     summary = []
     base = float(np.median([r["W2GN 1k s"] for r in rows]))
-    for method, time_key in (("prediction", "prediction s"), ("meta + W2GN 1k", None),
+    methods = (("Gaussian map", None),) if rows and rows[0]["Gaussian map"] != "" else ()
+    for method, time_key in (*methods, ("prediction", "prediction s"), ("meta + W2GN 1k", None),
                              ("meta + W2GN 2k", None), ("W2GN 1k", "W2GN 1k s"),
                              ("W2GN 2k", "W2GN 2k s")):
         values = np.array([r[method] for r in rows])
@@ -176,7 +184,9 @@ def run(steps: int = 3000, n_test_pairs: int = 12, refine_steps: tuple[int, int]
         f"## Colour transfer: held-out test pairs ({color['encoder']} encoder, trained "
         f"{steps} steps on {color['train_pairs']} ordered pairs of the 35 training images in "
         f"{color['train_seconds']:.0f} s)",
-        "Normalised dual (exact conjugate; min-max per pair over both W2GN runs; 1 is best). "
+        "Normalised dual (exact conjugate; min-max per pair over both W2GN runs; 1 is best; "
+        "'Gaussian map' is the closed-form map between the two pixel Gaussians, the untrained "
+        "baseline the prediction corrects). "
         f"'1k'/'2k' are {one_k}/{two_k} W2GN steps.",
         markdown_table(color["summary"], SUMMARY_COLUMNS),
         "### Per pair",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -20,8 +21,93 @@ from skmetaot.nn.icnn import ICNN
 from skmetaot.nn.potentials import potential_gradient
 
 
+@dataclass
+class AffineBaseline:
+    """Affine changes of variables that turn an identity ICNN into the Gaussian (Bures) maps.
+
+    With ``psi(x) = phi(M x) + <c, x>``, a ``phi`` whose gradient is the identity gives
+    ``grad psi(x) = A x + c`` with ``A = M^2``: the W2 map between Gaussians with the measures'
+    means and covariances. ``psi_bar(y) = phi_bar(M^{-1} y) + <c_bar, y>`` gives its inverse.
+    ``phi`` composed with a linear map is still convex, so both potentials stay convex.
+
+    Attributes
+    ----------
+    matrix, inverse_matrix : torch.Tensor of shape (B, d, d)
+        ``M = A^{1/2}`` and ``M^{-1}`` (symmetric).
+    shift, inverse_shift : torch.Tensor of shape (B, d)
+        ``c = m_b - A m_a`` and ``c_bar = m_a - A^{-1} m_b``.
+    """
+
+    matrix: torch.Tensor
+    shift: torch.Tensor
+    inverse_matrix: torch.Tensor
+    inverse_shift: torch.Tensor
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> AffineBaseline:
+        """The same baseline on ``device`` in ``dtype``."""
+        return AffineBaseline(*(t.to(device, dtype) for t in (
+            self.matrix, self.shift, self.inverse_matrix, self.inverse_shift)))
+
+    def __getitem__(self, index: object) -> AffineBaseline:
+        return AffineBaseline(self.matrix[index], self.shift[index],
+                              self.inverse_matrix[index], self.inverse_shift[index])
+
+
+def _spd_power(matrix: torch.Tensor, power: float) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh((matrix + matrix.transpose(-1, -2)) / 2)
+    scaled = vectors * values.clamp_min(1e-12).pow(power).unsqueeze(-2)
+    return scaled @ vectors.transpose(-1, -2)
+
+
+def gaussian_baseline(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Tensor,
+                      cov_b: torch.Tensor, ridge: float = 1e-3) -> AffineBaseline:
+    """The W2 maps between the Gaussians of given moments, as an :class:`AffineBaseline`.
+
+    Parameters
+    ----------
+    mean_a, mean_b : torch.Tensor of shape (B, d)
+    cov_a, cov_b : torch.Tensor of shape (B, d, d)
+    ridge : float, default=1e-3
+        Added to each covariance, relative to its mean eigenvalue, so that degenerate measures
+        (a grey image has rank-one colours) still give finite maps.
+
+    Returns
+    -------
+    AffineBaseline
+    """
+    eye = torch.eye(mean_a.shape[-1], dtype=cov_a.dtype, device=cov_a.device)
+
+    def regular(cov: torch.Tensor) -> torch.Tensor:
+        scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None]
+        return cov + (ridge * scale + 1e-9) * eye
+
+    cov_a, cov_b = regular(cov_a), regular(cov_b)
+    root_a, inv_root_a = _spd_power(cov_a, 0.5), _spd_power(cov_a, -0.5)
+    transport = inv_root_a @ _spd_power(root_a @ cov_b @ root_a, 0.5) @ inv_root_a
+    matrix, inverse_matrix = _spd_power(transport, 0.5), _spd_power(transport, -0.5)
+    shift = mean_b - (transport @ mean_a.unsqueeze(-1)).squeeze(-1)
+    inverse = inverse_matrix @ inverse_matrix
+    inverse_shift = mean_a - (inverse @ mean_b.unsqueeze(-1)).squeeze(-1)
+    return AffineBaseline(matrix, shift, inverse_matrix, inverse_shift)
+
+
+def affine_potential(icnn: ICNN, params: torch.Tensor, matrix: torch.Tensor | None,
+                     shift: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> phi(M x) + <c, x>`` for ICNN parameters ``params`` (one or a batch)."""
+    if matrix is None:
+        return lambda points: icnn.functional(params, points)
+
+    def potential(points: torch.Tensor) -> torch.Tensor:
+        # M is symmetric, so the rows of points @ M are the M x
+        return icnn.functional(params, points @ matrix) + (points * shift.unsqueeze(-2)
+                                                          ).sum(-1)
+
+    return potential
+
+
 def w2gn_loss(icnn: ICNN, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-              cycle_weight: float = 3.0) -> W2StepOutput:
+              cycle_weight: float = 3.0,
+              baseline: AffineBaseline | None = None) -> W2StepOutput:
     """The W2GN loss of a batch of problems, averaged over the problems.
 
     Parameters
@@ -33,6 +119,8 @@ def w2gn_loss(icnn: ICNN, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     x, y : torch.Tensor of shape (B, n, d) and (B, m, d)
         Source and target samples of each problem.
     cycle_weight : float, default=3.0
+    baseline : AffineBaseline, optional
+        Affine changes of variables of the two potentials (batch B); none by default.
 
     Returns
     -------
@@ -40,14 +128,13 @@ def w2gn_loss(icnn: ICNN, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
         Its ``loss`` is differentiable in ``params``.
     """
     n = icnn.n_params
-    psi, psi_bar = params[:, :n], params[:, n:]
-
-    def potential(points: torch.Tensor) -> torch.Tensor:
-        return icnn.functional(psi, points)
+    b = baseline
+    potential = affine_potential(icnn, params[:, :n], b and b.matrix, b and b.shift)
+    conjugate_side = affine_potential(icnn, params[:, n:], b and b.inverse_matrix,
+                                      b and b.inverse_shift)
 
     def inverse_map(points: torch.Tensor) -> torch.Tensor:
-        return potential_gradient(lambda q: icnn.functional(psi_bar, q), points,
-                                  create_graph=True)
+        return potential_gradient(conjugate_side, points, create_graph=True)
 
     return w2_dual_step(potential, inverse_map, x, y, amortization="cycle", conjugate=None,
                         cycle_weight=cycle_weight)
@@ -61,6 +148,7 @@ def refine_w2gn(
     *,
     learning_rate: float = 1e-3,
     cycle_weight: float = 3.0,
+    baseline: AffineBaseline | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Run W2GN on a batch of independent problems from the given parameters.
@@ -79,6 +167,8 @@ def refine_w2gn(
     n_steps : int
     learning_rate : float, default=1e-3
     cycle_weight : float, default=3.0
+    baseline : AffineBaseline, optional
+        Fixed affine changes of variables of the problems' potentials.
     callback : callable, optional
         ``callback(step, params)`` after every step (``step`` counts from 1).
 
@@ -95,7 +185,7 @@ def refine_w2gn(
     optimizer = torch.optim.Adam([current], lr=learning_rate)
     for step in range(n_steps):
         x, y = sample()
-        loss = w2gn_loss(icnn, current, x, y, cycle_weight).loss * len(current)
+        loss = w2gn_loss(icnn, current, x, y, cycle_weight, baseline).loss * len(current)
         if not math.isfinite(float(loss.detach())):
             error = TrainingDiverged(f"W2GN refinement diverged at step {step} (loss "
                                      f"{float(loss.detach()):.4g}); lower the learning rate")

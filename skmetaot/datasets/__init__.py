@@ -1,6 +1,6 @@
 """Data sets: bundled real data and synthetic generators of measure pairs."""
 
-from skmetaot.datasets._color_images import image_to_measure, load_color_images
+from skmetaot.datasets._color_images import color_variations, image_to_measure, load_color_images
 from skmetaot.datasets._earth import (
     lat_lon_to_xyz,
     make_sphere_supply_demand,
@@ -18,6 +18,7 @@ from skmetaot.datasets._toy2d import sample_checkerboard, sample_eight_gaussians
 from skmetaot.datasets._w2bench import W2BenchmarkPair, load_w2_benchmark
 
 __all__ = [
+    "color_variations",
     "GaussianPair",
     "KnownMapPair",
     "W2BenchmarkPair",

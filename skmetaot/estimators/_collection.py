@@ -34,6 +34,17 @@ class ContinuousMeasure:
     image_shape: tuple[int, ...] | None = None
     kind: ArrayKind = ArrayKind()
 
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (d,) and covariance (d, d) of the measure, float64, computed once."""
+        if not hasattr(self, "_moments"):
+            points = self.points.double()
+            weights = (self.weights if self.weights is not None
+                       else torch.full((len(points),), 1.0 / len(points), dtype=torch.float64))
+            mean = weights @ points
+            centred = points - mean
+            self._moments = (mean, (centred * weights[:, None]).T @ centred)
+        return self._moments
+
 
 def _image_measure(value: Any, name: str) -> ContinuousMeasure:
     array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
@@ -125,6 +136,11 @@ class MeasureCollection:
                 drawn.append(measure.points[pick])
             sides.append(torch.stack(drawn).to(device, dtype))
         return sides[0], sides[1]
+
+    def moments(self, pair_ids: np.ndarray, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means (B, d) and covariances (B, d, d), float64 on the CPU, of one side."""
+        pairs = [self.measures[self.index[k, side]].moments() for k in pair_ids]
+        return torch.stack([m for m, _ in pairs]), torch.stack([c for _, c in pairs])
 
     def images(self, pair_ids: np.ndarray, side: int, device: torch.device,
                dtype: torch.dtype) -> torch.Tensor:

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skmetaot.amortize import TrainingHistory, train
 from skmetaot.amortize.w2_losses import pretrain_identity
-from skmetaot.amortize.w2gn import refine_w2gn, w2gn_loss
+from skmetaot.amortize.w2gn import AffineBaseline, gaussian_baseline, refine_w2gn, w2gn_loss
 from skmetaot.estimators._base import BaseOTEstimator, check_positive_float, check_positive_int
 from skmetaot.estimators._collection import MeasureCollection, as_measure_collection
 from skmetaot.estimators._potential import TransportPotential
@@ -20,6 +20,7 @@ from skmetaot.nn.encoders import ImageEncoder, SetEncoder
 from skmetaot.nn.hypernetwork import FunctionalPotential, GradientMap, PairHypernetwork
 
 ENCODERS = ("auto", "set", "image")
+BASELINES = ("gaussian", None)
 #: Pairs predicted (or refined) at once, so collections of any size run in bounded memory.
 PREDICT_BATCH = 64
 
@@ -51,6 +52,12 @@ class MetaICNNTransport(BaseOTEstimator):
         Size of each measure's encoding.
     hidden_layer_sizes : tuple of int, default=(512,)
         Widths of the MLP decoding the two encodings into parameters.
+    baseline : {"gaussian", None}, default="gaussian"
+        ``"gaussian"``: each predicted potential is ``phi(M x) + <c, x>`` where the affine
+        change of variables (from the two measures' means and covariances) makes an identity
+        ``phi`` the exact W2 map between the Gaussian approximations, so the network only
+        learns the non-Gaussian part (:class:`~skmetaot.amortize.w2gn.AffineBaseline`).
+        None predicts the ICNNs directly, as the Meta OT paper does.
     cycle_weight : float, default=3.0
         Weight gamma of the cycle-consistency term of the W2GN loss.
     learning_rate : float, default=1e-3
@@ -108,6 +115,7 @@ class MetaICNNTransport(BaseOTEstimator):
         encoder: str = "auto",
         encoder_features: int = 256,
         hidden_layer_sizes: Sequence[int] = (512,),
+        baseline: str | None = "gaussian",
         cycle_weight: float = 3.0,
         learning_rate: float = 1e-3,
         batch_size: int = 8,
@@ -127,6 +135,7 @@ class MetaICNNTransport(BaseOTEstimator):
         self.encoder = encoder
         self.encoder_features = encoder_features
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.baseline = baseline
         self.cycle_weight = cycle_weight
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -145,6 +154,8 @@ class MetaICNNTransport(BaseOTEstimator):
     def _check_params(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder={self.encoder!r} is not one of {ENCODERS}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline={self.baseline!r} is not one of {BASELINES}")
         for name in ("encoder_features", "batch_size", "n_samples", "max_iter",
                      "refine_max_iter"):
             check_positive_int(getattr(self, name), name)
@@ -278,7 +289,8 @@ class MetaICNNTransport(BaseOTEstimator):
                                      self._dtype_)
             params = self.hypernetwork_(self._encoder_inputs(collection, pick, 0, x),
                                         self._encoder_inputs(collection, pick, 1, y))
-            out = w2gn_loss(self.icnn_, params, x, y, self.cycle_weight)
+            out = w2gn_loss(self.icnn_, params, x, y, self.cycle_weight,
+                            self._baselines(collection, pick))
             self._metrics["dual"].append(out.dual)
             self._metrics["cycle_loss"].append(out.amortization_loss)
             return out.loss
@@ -316,14 +328,33 @@ class MetaICNNTransport(BaseOTEstimator):
                                               self._encoder_inputs(collection, chunk, 1)))
         return torch.cat(out)
 
-    def _potential(self, params: torch.Tensor) -> TransportPotential:
+    def _baselines(self, collection: MeasureCollection,
+                   pair_ids: np.ndarray) -> AffineBaseline | None:
+        if self.baseline is None:
+            return None
+        return gaussian_baseline(*collection.moments(pair_ids, 0),
+                                 *collection.moments(pair_ids, 1)).to(self._device_, self._dtype_)
+
+    def _potential(self, params: torch.Tensor,
+                   baseline: AffineBaseline | None = None) -> TransportPotential:
         n = self.icnn_.n_params
-        psi = FunctionalPotential(self.icnn_, params[:n])
-        psi_bar = FunctionalPotential(self.icnn_, params[n:])
+        b = baseline
+        psi = FunctionalPotential(self.icnn_, params[:n], b and b.matrix, b and b.shift)
+        psi_bar = FunctionalPotential(self.icnn_, params[n:], b and b.inverse_matrix,
+                                      b and b.inverse_shift)
+        parameters = {"psi": params[:n].cpu().numpy(), "psi_bar": params[n:].cpu().numpy()}
+        if b is not None:
+            parameters.update({name: getattr(b, name).cpu().numpy() for name in (
+                "matrix", "shift", "inverse_matrix", "inverse_shift")})
         return TransportPotential(
             psi, self.n_features_in_, amortizer=GradientMap(psi_bar), conjugate_tol=1e-4,
-            device=self._device_, dtype=self._dtype_,
-            parameters={"psi": params[:n].cpu().numpy(), "psi_bar": params[n:].cpu().numpy()})
+            device=self._device_, dtype=self._dtype_, parameters=parameters)
+
+    def _predicted_potentials(self, collection: MeasureCollection) -> list[TransportPotential]:
+        params = self._predict_params(collection)
+        baselines = self._baselines(collection, np.arange(collection.n_pairs))
+        return [self._potential(row, baselines and baselines[k])
+                for k, row in enumerate(params)]
 
     def predict_params(self, pairs: Any) -> np.ndarray:
         """The raw predicted parameters, ``psi`` then ``psi_bar``, one row per pair.
@@ -354,7 +385,7 @@ class MetaICNNTransport(BaseOTEstimator):
         list of TransportPotential
         """
         check_is_fitted(self, "hypernetwork_")
-        return [self._potential(p) for p in self._predict_params(self._collection(pairs))]
+        return self._predicted_potentials(self._collection(pairs))
 
     def transform(self, pairs: Any) -> list[Any]:
         """Push each pair's source samples through its predicted map ``grad psi``.
@@ -371,13 +402,10 @@ class MetaICNNTransport(BaseOTEstimator):
         """
         check_is_fitted(self, "hypernetwork_")
         collection = self._collection(pairs)
-        return self._push(collection, self._predict_params(collection))
-
-    def _push(self, collection: MeasureCollection, params: torch.Tensor) -> list:
         mapped = []
-        for k, row in enumerate(params):
+        for k, potential in enumerate(self._predicted_potentials(collection)):
             measure = collection.measures[collection.index[k, 0]]
-            pushed = self._potential(row).transform(measure.points.to(self._device_))
+            pushed = potential.transform(measure.points.to(self._device_))
             if measure.image_shape is not None:
                 pushed = pushed.reshape(measure.image_shape)
             mapped.append(measure.kind.wrap(pushed))
@@ -409,16 +437,20 @@ class MetaICNNTransport(BaseOTEstimator):
                                    "max_iter")
         rate = check_positive_float(learning_rate or self.refine_learning_rate, "learning_rate")
         collection = self._collection(pairs)
-        start = (self._predict_params(collection) if init == "meta"
+        meta = init == "meta"
+        start = (self._predict_params(collection) if meta
                  else self.hypernetwork_.base.detach().expand(collection.n_pairs, -1))
         refined = []
         for chunk in np.array_split(np.arange(collection.n_pairs),
                                     -(-collection.n_pairs // PREDICT_BATCH)):
-            refined.append(refine_w2gn(
+            baselines = self._baselines(collection, chunk) if meta else None
+            params = refine_w2gn(
                 self.icnn_, start[chunk], lambda chunk=chunk: collection.sample(
                     chunk, self.n_samples, self._generator, self._device_, self._dtype_),
-                steps, learning_rate=rate, cycle_weight=self.cycle_weight))
-        return [self._potential(p) for p in torch.cat(refined)]
+                steps, learning_rate=rate, cycle_weight=self.cycle_weight, baseline=baselines)
+            refined += [self._potential(row, baselines and baselines[k])
+                        for k, row in enumerate(params)]
+        return refined
 
     def score(self, pairs: Any, y: None = None) -> float:
         """Mean dual objective of the predicted potentials, with exact conjugates.
@@ -439,10 +471,10 @@ class MetaICNNTransport(BaseOTEstimator):
         check_is_fitted(self, "hypernetwork_")
         collection = self._collection(pairs)
         values = []
-        for k, row in enumerate(self._predict_params(collection)):
+        for k, potential in enumerate(self._predicted_potentials(collection)):
             ids = np.array([k])
             (x,), (a,) = collection.encoding_points(ids, 0, self._device_, self._dtype_)
             (y_pts,), (b,) = collection.encoding_points(ids, 1, self._device_, self._dtype_)
-            values.append(self._potential(row).dual_value(x, y_pts, a, b))
+            values.append(potential.dual_value(x, y_pts, a, b))
         return float(np.mean(values))
 

@@ -54,13 +54,19 @@ class PairHypernetwork(nn.Module):
 
 
 class FunctionalPotential(nn.Module):
-    """One ICNN potential with fixed flat parameters: ``x -> icnn.functional(params, x)``.
+    """One ICNN potential with fixed flat parameters: ``x -> phi(M x) + <c, x>``.
+
+    ``phi`` is ``icnn.functional(params, .)``; without ``matrix`` the potential is ``phi``.
 
     Parameters
     ----------
     icnn : ICNN
         The architecture (its own parameters are not used).
     params : torch.Tensor of shape (icnn.n_params,)
+    matrix : torch.Tensor of shape (d, d), optional
+        A symmetric matrix M applied to the input.
+    shift : torch.Tensor of shape (d,), optional
+        The linear term c (needed with ``matrix``).
 
     Examples
     --------
@@ -69,14 +75,19 @@ class FunctionalPotential(nn.Module):
     torch.Size([3])
     """
 
-    def __init__(self, icnn: ICNN, params: torch.Tensor) -> None:
+    def __init__(self, icnn: ICNN, params: torch.Tensor, matrix: torch.Tensor | None = None,
+                 shift: torch.Tensor | None = None) -> None:
         super().__init__()
         self.icnn = icnn
         self.register_buffer("params", params.detach().clone())
+        self.register_buffer("matrix", None if matrix is None else matrix.detach().clone())
+        self.register_buffer("shift", None if shift is None else shift.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Potential values at ``x`` (n, d)."""
-        return self.icnn.functional(self.params, x)
+        if self.matrix is None:
+            return self.icnn.functional(self.params, x)
+        return self.icnn.functional(self.params, x @ self.matrix) + x @ self.shift
 
 
 class GradientMap(nn.Module):
