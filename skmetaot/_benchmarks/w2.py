@@ -181,11 +181,17 @@ def merge(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         table = {tuple(r[k] for k in ident): r for p in payloads for r in p[key]}
         return list(table.values())
 
-    return build_payload(unique("rows", ("D", "method", "potential")),
-                         unique("conjugate", ("D", "start")),
-                         unique("gaussian", ("D", "method", "potential")),
-                         payloads[0]["schedule"], payloads[0]["seed"],
-                         payloads[0]["machine"]["device"])
+    merged = build_payload(unique("rows", ("D", "method", "potential")),
+                           unique("conjugate", ("D", "start")),
+                           unique("gaussian", ("D", "method", "potential")),
+                           payloads[0]["schedule"], payloads[0]["seed"],
+                           payloads[0]["machine"]["device"])
+    threads = sorted({p["machine"]["torch_threads"] for p in payloads})
+    merged["notes"].append(f"Merged from {len(payloads)} runs (torch threads {threads}, git "
+                           f"{sorted({p['machine']['git_revision'] for p in payloads})}); the "
+                           "machine line is the first run's, and wall times of runs with "
+                           "different thread counts are not comparable.")
+    return merged
 
 
 def json_key(obj: Any) -> str:
