@@ -109,6 +109,13 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def check_non_negative_int(value: Any, name: str) -> int:
+    """Validate a non-negative integer hyperparameter (e.g. optional steps), naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
 def check_positive_float(value: Any, name: str) -> float:
     """Validate a finite positive float hyperparameter, naming it in the error."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (

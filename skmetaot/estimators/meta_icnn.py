@@ -12,7 +12,12 @@ from sklearn.utils.validation import check_is_fitted
 from skmetaot.amortize import TrainingHistory, train
 from skmetaot.amortize.w2_losses import pretrain_identity
 from skmetaot.amortize.w2gn import AffineBaseline, gaussian_baseline, refine_w2gn, w2gn_loss
-from skmetaot.estimators._base import BaseOTEstimator, check_positive_float, check_positive_int
+from skmetaot.estimators._base import (
+    BaseOTEstimator,
+    check_non_negative_int,
+    check_positive_float,
+    check_positive_int,
+)
 from skmetaot.estimators._collection import MeasureCollection, as_measure_collection
 from skmetaot.estimators._potential import TransportPotential
 from skmetaot.nn import ICNN
@@ -159,10 +164,7 @@ class MetaICNNTransport(BaseOTEstimator):
         for name in ("encoder_features", "batch_size", "n_samples", "max_iter",
                      "refine_max_iter"):
             check_positive_int(getattr(self, name), name)
-        if isinstance(self.pretrain_iter, bool) or not isinstance(
-                self.pretrain_iter, (int, np.integer)) or self.pretrain_iter < 0:
-            raise ValueError(f"pretrain_iter must be a non-negative integer, got "
-                             f"{self.pretrain_iter!r}")
+        check_non_negative_int(self.pretrain_iter, "pretrain_iter")
         for name in ("learning_rate", "refine_learning_rate"):
             check_positive_float(getattr(self, name), name)
         if not (isinstance(self.cycle_weight, (int, float)) and self.cycle_weight >= 0):

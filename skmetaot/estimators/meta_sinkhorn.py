@@ -16,7 +16,12 @@ from skmetaot.amortize import (
     unrolled_marginal_error,
 )
 from skmetaot.costs import CostSpec, get_cost
-from skmetaot.estimators._base import BaseOTEstimator, check_positive_float, check_positive_int
+from skmetaot.estimators._base import (
+    BaseOTEstimator,
+    check_non_negative_int,
+    check_positive_float,
+    check_positive_int,
+)
 from skmetaot.measures import HistogramPairs, as_pairs
 from skmetaot.nn import MLP
 from skmetaot.pot import otresults_from_state
@@ -149,10 +154,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
         check_positive_int(self.batch_size, "batch_size")
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.refine_max_iter, "refine_max_iter")
-        if isinstance(self.unroll_steps, bool) or not isinstance(
-                self.unroll_steps, (int, np.integer)) or self.unroll_steps < 0:
-            raise ValueError(f"unroll_steps must be a non-negative integer, got "
-                             f"{self.unroll_steps!r}")
+        check_non_negative_int(self.unroll_steps, "unroll_steps")
         get_cost(self.cost)
         if self.baseline not in (None, "gaussian"):
             raise ValueError(f"baseline={self.baseline!r} is not one of 'gaussian', None")

@@ -17,7 +17,12 @@ from skmetaot.amortize.w2_losses import (
     pretrain_identity,
     w2_dual_step,
 )
-from skmetaot.estimators._base import BaseOTEstimator, check_positive_float, check_positive_int
+from skmetaot.estimators._base import (
+    BaseOTEstimator,
+    check_non_negative_int,
+    check_positive_float,
+    check_positive_int,
+)
 from skmetaot.estimators._potential import TransportPotential
 from skmetaot.measures import as_pairs
 from skmetaot.metrics import uvp
@@ -187,10 +192,7 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
             check_positive_float(getattr(self, name), name)
         if self.learning_rate is not None:
             check_positive_float(self.learning_rate, "learning_rate")
-        if isinstance(self.pretrain_iter, bool) or not isinstance(
-                self.pretrain_iter, (int, np.integer)) or self.pretrain_iter < 0:
-            raise ValueError(f"pretrain_iter must be a non-negative integer, got "
-                             f"{self.pretrain_iter!r}")
+        check_non_negative_int(self.pretrain_iter, "pretrain_iter")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.hidden_layer_sizes is not None and not all(
