@@ -199,7 +199,7 @@ def image_to_measure(image: Any) -> np.ndarray:
             raise ValueError("image has NaN or infinite values")
         if array.min() < 0 or array.max() > 1:
             raise ValueError(
-                f"a floating image must have values in [0, 1] (got [{array.min()}, "
+                f"a floating image has values outside [0, 1] (got [{array.min()}, "
                 f"{array.max()}]); divide 0-255 floats by 255 first"
             )
         points = array.astype(np.float32)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
-from skmetaot.measures import MeasurePairs, _check_weights
+from skmetaot.datasets._color_images import image_to_measure
+from skmetaot.measures import MeasurePairs, _check_support, _check_weights
 
 #: Side of the square to which images are area-resized for the image encoder.
 IMAGE_SIDE = 64
@@ -47,23 +48,18 @@ class ContinuousMeasure:
 
 
 def _image_measure(value: Any, name: str) -> ContinuousMeasure:
-    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-    if array.dtype == np.uint8:
-        tensor = torch.from_numpy(array.astype(np.float32) / 255.0)
-    else:
-        tensor = as_float_tensor(array, name)
-        if tensor.numel() and (float(tensor.min()) < 0.0 or float(tensor.max()) > 1.0):
-            raise ValueError(f"{name} is an image with float values outside [0, 1] (pass "
-                             "uint8 or values scaled to [0, 1])")
-    height, width, channels = tensor.shape
-    if height * width == 0:
-        raise ValueError(f"{name} is an empty image")
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+    try:
+        pixels = torch.from_numpy(image_to_measure(array))
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{name}: {error}") from error
+    height, width, channels = np.shape(array)
     if channels > 4:
-        raise ValueError(f"{name} has shape {tuple(tensor.shape)}: an image must be (H, W, C) "
+        raise ValueError(f"{name} has shape {np.shape(array)}: an image must be (H, W, C) "
                          "with at most 4 channels")
-    grid = tensor.permute(2, 0, 1).unsqueeze(0)
-    small = F.adaptive_avg_pool2d(grid.float(), IMAGE_SIDE)[0]
-    return ContinuousMeasure(tensor.reshape(-1, channels), None, small, tuple(tensor.shape))
+    grid = pixels.T.reshape(1, channels, height, width)
+    small = F.adaptive_avg_pool2d(grid, IMAGE_SIDE)[0]
+    return ContinuousMeasure(pixels, None, small, (height, width, channels))
 
 
 def _point_measure(value: Any, name: str) -> ContinuousMeasure:
@@ -72,11 +68,7 @@ def _point_measure(value: Any, name: str) -> ContinuousMeasure:
         value, raw_weights = value
         weights = _check_weights(as_float_tensor(raw_weights, f"{name} weights").double(),
                                  f"{name} weights")
-    points = as_float_tensor(value, name)
-    if points.dim() != 2:
-        raise ValueError(f"{name} must be 2-D (n_points, dim), got shape {tuple(points.shape)}")
-    if points.shape[0] == 0 or points.shape[1] == 0:
-        raise ValueError(f"{name} is an empty measure (shape {tuple(points.shape)})")
+    points = _check_support(as_float_tensor(value, name), name)
     if weights is not None and len(weights) != len(points):
         raise ValueError(f"{name} has {len(points)} points but {len(weights)} weights")
     if weights is not None and bool((weights == weights[0]).all()):
