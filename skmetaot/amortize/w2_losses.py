@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from skmetaot.amortize.training import cosine_learning_rate
 from skmetaot.nn.potentials import potential_gradient
 from skmetaot.solvers.conjugate import solve_conjugate
 
@@ -163,8 +164,6 @@ def pretrain_identity(potential: nn.Module, points: torch.Tensor, n_steps: int,
     list of float
         The loss of every step.
     """
-    from skmetaot.amortize.training import cosine_learning_rate
-
     scale = points.std(0, keepdim=True)
     optimizer = torch.optim.Adam(potential.parameters(), lr=learning_rate)
     losses: list[float] = []

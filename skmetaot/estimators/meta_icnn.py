@@ -324,8 +324,7 @@ class MetaICNNTransport(BaseOTEstimator):
     def _predict_params(self, collection: MeasureCollection) -> torch.Tensor:
         out = []
         with torch.no_grad():
-            for chunk in np.array_split(np.arange(collection.n_pairs),
-                                        -(-collection.n_pairs // PREDICT_BATCH)):
+            for chunk in _chunks(collection.n_pairs):
                 out.append(self.hypernetwork_(self._encoder_inputs(collection, chunk, 0),
                                               self._encoder_inputs(collection, chunk, 1)))
         return torch.cat(out)
@@ -443,8 +442,7 @@ class MetaICNNTransport(BaseOTEstimator):
         start = (self._predict_params(collection) if meta
                  else self.hypernetwork_.base.detach().expand(collection.n_pairs, -1))
         refined = []
-        for chunk in np.array_split(np.arange(collection.n_pairs),
-                                    -(-collection.n_pairs // PREDICT_BATCH)):
+        for chunk in _chunks(collection.n_pairs):
             baselines = self._baselines(collection, chunk) if meta else None
             params = refine_w2gn(
                 self.icnn_, start[chunk], lambda chunk=chunk: collection.sample(
@@ -480,3 +478,7 @@ class MetaICNNTransport(BaseOTEstimator):
             values.append(potential.dual_value(x, y_pts, a, b))
         return float(np.mean(values))
 
+
+def _chunks(n_pairs: int) -> list[np.ndarray]:
+    """Pair indices in batches of at most PREDICT_BATCH (bounded memory for any collection)."""
+    return np.array_split(np.arange(n_pairs), -(-n_pairs // PREDICT_BATCH))
