@@ -27,9 +27,9 @@ from skmetaot.estimators._potential import TransportPotential
 from skmetaot.measures import as_pairs
 from skmetaot.metrics import uvp
 from skmetaot.nn import ICNN, MLPPotential, ResidualAmortizer
+from skmetaot.nn.icnn import QUADRATIC_TERMS
 
 POTENTIALS = ("icnn", "mlp")
-QUADRATIC_TERMS = ("scalar", "full", "none")
 #: Peak learning rates for schedules of thousands of steps (the reference's 5e-4 is tuned for
 #: 250k steps); ICNNs, whose positive weights learn slowly, need the larger one.
 DEFAULT_LEARNING_RATES = {"icnn": 1e-2, "mlp": 3e-3}

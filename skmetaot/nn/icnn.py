@@ -11,7 +11,7 @@ from torch import nn
 
 from skmetaot.nn.activations import get_activation
 
-_QUADRATIC = ("scalar", "full", "none")
+QUADRATIC_TERMS = ("scalar", "full", "none")
 
 
 class ICNN(nn.Module):
@@ -80,8 +80,8 @@ class ICNN(nn.Module):
         if int(dim) < 1 or not sizes or min(sizes) < 1:
             raise ValueError(f"ICNN needs dim >= 1 and positive hidden sizes, got dim={dim}, "
                              f"hidden_layer_sizes={hidden_layer_sizes!r}")
-        if quadratic not in _QUADRATIC:
-            raise ValueError(f"quadratic={quadratic!r} is not one of {_QUADRATIC}")
+        if quadratic not in QUADRATIC_TERMS:
+            raise ValueError(f"quadratic={quadratic!r} is not one of {QUADRATIC_TERMS}")
         get_activation(activation, convex=True)
         self.dim = int(dim)
         self.hidden_layer_sizes = tuple(sizes)
