@@ -141,7 +141,10 @@ def as_float_tensor(
             raise TypeError(f"{name} must be an array of numbers, got an object array")
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise TypeError(f"{name} must be an array of numbers, got dtype {array.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        array = np.ascontiguousarray(array)
+        # Read-only inputs (memory maps, joblib's shared arrays) are copied: torch would
+        # otherwise share memory it is not allowed to write.
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
     if tensor.is_complex():
         raise TypeError(f"{name} must be real, got complex dtype {tensor.dtype}")
     if not tensor.is_floating_point():

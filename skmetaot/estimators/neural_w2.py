@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted, validate_data
 
 from skmetaot.amortize import TrainingHistory, train
 from skmetaot.amortize.w2_losses import (
@@ -30,6 +30,8 @@ from skmetaot.nn import ICNN, MLPPotential, ResidualAmortizer
 from skmetaot.nn.icnn import QUADRATIC_TERMS
 
 POTENTIALS = ("icnn", "mlp")
+#: Named target measures for ``fit(X)`` on a plain array.
+TARGET_DISTRIBUTIONS = ("normal",)
 #: Peak learning rates for schedules of thousands of steps (the reference's 5e-4 is tuned for
 #: 250k steps); ICNNs, whose positive weights learn slowly, need the larger one.
 DEFAULT_LEARNING_RATES = {"icnn": 1e-2, "mlp": 3e-3}
@@ -41,7 +43,7 @@ def default_hidden_sizes(dim: int) -> tuple[int, int, int]:
     return (2 * base, 2 * base, base)
 
 
-class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
+class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator):
     """Wasserstein-2 map between two measures from a neural dual potential (Brenier).
 
     Learns a potential ``f`` maximising the Kantorovich dual
@@ -63,8 +65,18 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
     (betas 0.5, 0.5, as in the reference) on mini-batches drawn from the two samples, with a
     cosine learning-rate decay.
 
+    Given a ``target``, the estimator is a scikit-learn transformer on plain 2-D arrays:
+    ``fit(X)`` learns the map from the distribution of the rows of ``X`` to the target, and
+    ``transform`` maps each row independently (so it can stand in a ``Pipeline`` and run
+    scikit-learn's estimator checks).
+
     Parameters
     ----------
+    target : None, "normal" or array-like of shape (n_target, n_features), default=None
+        What ``fit(X)`` transports a plain array ``X`` to. None: ``fit`` takes one pair
+        ``(Xs, Xt)``. An array: samples of the target measure. ``"normal"``: the standard normal
+        of ``X``'s dimension, a monotone (Brenier) Gaussianisation, the multivariate
+        counterpart of ``QuantileTransformer(output_distribution="normal")``.
     potential : {"icnn", "mlp"}, default="icnn"
         Input-convex network or a plain (non-convex) MLP potential.
     conjugate : {"lbfgs", "adam"} or None, default="lbfgs"
@@ -129,10 +141,18 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
     ...                         random_state=0).fit((xs, xt))
     >>> est.transform(xs[:3]).shape
     (3, 2)
+
+    As a transformer on plain arrays, towards a standard normal:
+
+    >>> gauss = NeuralW2Transport(target="normal", max_iter=20, batch_size=128,
+    ...                           pretrain_iter=20, random_state=0).fit(xt)
+    >>> gauss.transform(xt).shape
+    (512, 2)
     """
 
     def __init__(
         self,
+        target: Any = None,
         potential: str = "icnn",
         conjugate: str | None = "lbfgs",
         amortization: str = "regression",
@@ -153,6 +173,7 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         random_state: Any = None,
         verbose: int = 0,
     ) -> None:
+        self.target = target
         self.potential = potential
         self.conjugate = conjugate
         self.amortization = amortization
@@ -200,6 +221,46 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got "
                              f"{self.hidden_layer_sizes!r}")
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Without a target, fit takes a pair of measures, not a table.
+        tags.input_tags.two_d_array = self.target is not None
+        tags.transformer_tags.preserves_dtype = [str(self.dtype or "float32")]
+        return tags
+
+    def _check_target(self) -> None:
+        if isinstance(self.target, str) and self.target not in TARGET_DISTRIBUTIONS:
+            raise ValueError(f"target={self.target!r} is not one of {TARGET_DISTRIBUTIONS}, "
+                             "None or an array of target samples")
+
+    def _target_samples(self, n_samples: int, n_features: int,
+                        generator: torch.Generator) -> np.ndarray:
+        if isinstance(self.target, str):
+            return torch.randn(n_samples, n_features, generator=generator,
+                               dtype=torch.float64).numpy()
+        target = check_array(self.target, dtype=FLOAT_DTYPES, ensure_min_samples=2,
+                             input_name="target")
+        if target.shape[1] != n_features:
+            raise ValueError(f"target has {target.shape[1]} features, but X has {n_features}")
+        return target
+
+    def _as_fit_pair(self, X: Any) -> Any:
+        """The pair to fit: ``X`` itself, or ``(X, target samples)`` when ``target`` is set."""
+        self.__dict__.pop("n_features_in_", None)
+        self.__dict__.pop("feature_names_in_", None)
+        if self.target is None:
+            return X
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
+        samples = max(len(X), self.batch_size)
+        return X, self._target_samples(samples, X.shape[1], self._generator)
+
+    def _check_points(self, X: Any) -> Any:
+        """Validate points to map: scikit-learn's checks for arrays, shapes for tensors."""
+        check_is_fitted(self, "potential_")
+        if isinstance(X, torch.Tensor):
+            return X
+        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+
     def _single_pair(self, pairs: Any) -> tuple[torch.Tensor, ...]:
         """The one pair ``(x, a, y, b)`` this estimator transports, on its device and dtype."""
         pairs = as_pairs(pairs)
@@ -214,15 +275,16 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         return tuple(t.to(self._device_, self._dtype_) for t in (x, a, y, b))
 
     # -- training -----------------------------------------------------------------------------
-    def fit(self, pairs: Any, y: None = None, *,
+    def fit(self, X: Any, y: None = None, *,
             validation: tuple[Any, Any] | Callable[[NeuralW2Transport], float] | None = None,
             validate_every: int | None = None) -> NeuralW2Transport:
         """Learn the W2 map of one pair of measures.
 
         Parameters
         ----------
-        pairs : (Xs, Xt) or anything :func:`skmetaot.as_pairs` accepts, holding one pair
-            Samples (or weighted points) of the source and the target measure.
+        X : (Xs, Xt), anything :func:`skmetaot.as_pairs` accepts holding one pair, or an array
+            Samples (or weighted points) of the source and the target measure; with a
+            ``target``, an array of shape (n_samples, n_features) of source samples.
         y : None
             Ignored.
         validation : (X, T_X) or callable, optional
@@ -236,11 +298,11 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         self
         """
         self._check_params()
+        self._check_target()
         self._device_, self._dtype_ = self._torch_device(), self._torch_dtype()
-        self.__dict__.pop("n_features_in_", None)
-        data = self._single_pair(pairs)
-        self.n_features_in_ = int(data[0].shape[1])
         self._generator = self._seed_generator()
+        data = self._single_pair(self._as_fit_pair(X))
+        self.n_features_in_ = int(data[0].shape[1])
         dim = self.n_features_in_
         hidden = tuple(self.hidden_layer_sizes or default_hidden_sizes(dim))
         if self.potential == "icnn":
@@ -268,7 +330,8 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         ----------
         pairs : (Xs, Xt), optional
             New samples of the same two measures (default: the samples seen in ``fit``, which
-            the estimator keeps in memory but leaves out of pickles).
+            the estimator keeps in memory but leaves out of pickles); with a ``target``, an
+            array of new source samples.
         max_iter : int, optional
             Extra steps (default ``max_iter // 10``).
         validation, validate_every
@@ -282,7 +345,14 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         if pairs is None and getattr(self, "_data", None) is None:
             raise ValueError("pass the pairs to refine on: the training samples are not "
                              "stored in a pickled estimator")
-        data = self._data if pairs is None else self._single_pair(pairs)
+        if pairs is None:
+            data = self._data
+        elif self.target is None:
+            data = self._single_pair(pairs)
+        else:
+            points = np.asarray(self._check_points(pairs))
+            data = self._single_pair((points, self._target_samples(
+                max(len(points), self.batch_size), self.n_features_in_, self._generator)))
         steps = check_positive_int(max_iter if max_iter is not None
                                    else max(1, self.max_iter // 10), "max_iter")
         return self._train(data, steps, validation, validate_every)
@@ -393,7 +463,7 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         -------
         ndarray or torch.Tensor of shape (n_samples, n_features)
         """
-        return self.predict_potentials().transform(X)
+        return self.predict_potentials().transform(self._check_points(X))
 
     def inverse_transform(self, X: Any) -> Any:
         """Pull target points back: the conjugate's argmin, amortized then solved.
@@ -407,9 +477,9 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         -------
         ndarray or torch.Tensor of shape (n_samples, n_features)
         """
-        return self.predict_potentials().inverse_transform(X)
+        return self.predict_potentials().inverse_transform(self._check_points(X))
 
-    def score(self, pairs: Any, y: None = None) -> float:
+    def score(self, X: Any, y: None = None) -> float:
         """The dual objective ``V(f) = -E f(x) - E f*(y)`` on held-out samples (higher is better).
 
         With exact conjugates, ``E|x|^2 + E|y|^2 + 2 V`` is a lower bound of ``W2^2`` that is
@@ -417,8 +487,9 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
 
         Parameters
         ----------
-        pairs : (Xs, Xt)
-            Held-out samples of the two measures.
+        X : (Xs, Xt), or an array of source samples when ``target`` is set
+            Held-out samples of the two measures. With ``target="normal"``, as many target
+            samples are drawn (seeded by ``random_state``); with target samples, those are used.
         y : None
             Ignored.
 
@@ -426,5 +497,12 @@ class NeuralW2Transport(TransformerMixin, BaseOTEstimator):
         -------
         float
         """
-        x, a, y_pts, b = self._single_pair(pairs)
-        return self.predict_potentials().dual_value(x, y_pts, a, b)
+        check_is_fitted(self, "potential_")
+        if self.target is None:
+            x, a, y_pts, b = self._single_pair(X)
+            return self.predict_potentials().dual_value(x, y_pts, a, b)
+        x = self._check_points(X)
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
+        target = self._target_samples(len(x), self.n_features_in_,
+                                      torch.Generator().manual_seed(int(seed)))
+        return self.predict_potentials().dual_value(x, target)
