@@ -7,12 +7,23 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "displacement_interpolation",
+    "plot_color_transfer",
+    "plot_convergence",
+    "plot_interpolations",
+    "plot_sphere_maps",
+    "plot_transport_map",
+    "xyz_to_lat_lon",
+]
+
 
 def _pyplot():
     try:
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("skmetaot.plotting needs matplotlib: pip install 'skmetaot[examples]'"
+    except ImportError as exc:
+        raise ImportError("skmetaot.plotting needs matplotlib, an optional dependency: "
+                          "pip install 'skmetaot[examples]' (or pip install matplotlib)"
                           ) from exc
     return plt
 
@@ -72,6 +83,14 @@ def plot_interpolations(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[s
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frames = [np.eye(4) * t for t in (0.0, 0.5, 1.0)]
+    >>> fig = plot_interpolations([frames, frames], ["exact", "predicted"], [0.0, 0.5, 1.0])
+    >>> len(fig.axes)
+    6
     """
     plt = _pyplot()
     fig, axes = plt.subplots(len(rows), len(times), figsize=(1.6 * len(times), 1.7 * len(rows)),
@@ -100,6 +119,12 @@ def xyz_to_lat_lon(points: Any) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     lat, lon : ndarray of shape (n,)
+
+    Examples
+    --------
+    >>> lat, lon = xyz_to_lat_lon([[0.0, 0.0, 1.0], [0.0, 2.0, 0.0]])
+    >>> lat.round(1).tolist(), lon.round(1).tolist()
+    ([90.0, 0.0], [0.0, 90.0])
     """
     p = np.asarray(points, dtype=float)
     p = p / np.linalg.norm(p, axis=1, keepdims=True)
@@ -125,6 +150,15 @@ def plot_sphere_maps(supply: Any, demand: Any, maps: Sequence[Any], weights: Any
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> points = np.random.default_rng(0).normal(size=(20, 3))
+    >>> moved = np.roll(points, 1, axis=0)
+    >>> fig = plot_sphere_maps(points, points, [moved], np.ones(20), ["a map"])
+    >>> fig.axes[0].get_title()
+    'a map'
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(maps), figsize=(6 * len(maps), 3.4), squeeze=False)
@@ -238,6 +272,72 @@ def plot_color_transfer(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[s
                 axes[i, j].set_title(title, fontsize=9)
         if row_labels is not None:
             axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_convergence(curves: dict[str, tuple[Any, Any]], *, tol: float | None = None,
+                     ax: Any = None, title: str | None = None, path: str | None = None):
+    """Convergence curves of solvers started from different places (cold vs warm).
+
+    Each curve is drawn as its median over the problems with the interquartile range shaded,
+    on log-log axes.
+
+    Parameters
+    ----------
+    curves : dict of str to (iterations, errors)
+        ``iterations`` of shape (K,) and ``errors`` of shape (K,) or (K, N) for N problems, as
+        :func:`skmetaot.solvers.sinkhorn_convergence` returns them.
+    tol : float, optional
+        A target tolerance, drawn as a horizontal line.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+    title : str, optional
+    path : str, optional
+        Save the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> steps = np.array([1, 10, 100])
+    >>> fig = plot_convergence({"zeros": (steps, [1.0, 0.1, 0.01]),
+    ...                         "meta": (steps, [[0.1, 0.2], [1e-3, 2e-3], [1e-5, 1e-5]])},
+    ...                        tol=1e-3)
+    >>> [line.get_label() for line in fig.axes[0].get_lines()][:2]
+    ['zeros', 'meta']
+    """
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+    else:
+        fig = ax.figure
+    for label, (iterations, errors) in curves.items():
+        iterations = np.asarray(iterations, dtype=float)
+        errors = np.asarray(errors, dtype=float)
+        if errors.ndim == 1:
+            errors = errors[:, None]
+        if errors.shape[0] != len(iterations):
+            raise ValueError(f"curve {label!r}: {len(iterations)} iteration counts but "
+                             f"{errors.shape[0]} rows of errors")
+        line, = ax.plot(iterations, np.median(errors, axis=1), label=label)
+        if errors.shape[1] > 1:
+            low, high = np.percentile(errors, [25, 75], axis=1)
+            ax.fill_between(iterations, low, high, color=line.get_color(), alpha=0.2)
+    if tol is not None:
+        ax.axhline(tol, color="grey", linestyle=":", linewidth=1, label=f"tol = {tol:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Sinkhorn iterations")
+    ax.set_ylabel("marginal error (L1)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=120)

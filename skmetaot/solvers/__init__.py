@@ -1,6 +1,7 @@
 """Solvers: pure functions on tensors, no estimator state."""
 
 from skmetaot.solvers.conjugate import ConjugateResult, conjugate, solve_conjugate
+from skmetaot.solvers.convergence import sinkhorn_convergence
 from skmetaot.solvers.entropic import SinkhornResult, sinkhorn, solve_pairs
 from skmetaot.solvers.initializers import gaussian_init, zeros_init
 from skmetaot.solvers.sinkhorn import SinkhornState, c_transform, solve_batch, transport_plan
@@ -13,6 +14,7 @@ __all__ = [
     "conjugate",
     "gaussian_init",
     "sinkhorn",
+    "sinkhorn_convergence",
     "solve_batch",
     "solve_conjugate",
     "solve_pairs",
