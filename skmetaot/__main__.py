@@ -14,7 +14,7 @@ BENCHMARKS = {
     "color_transfer": "B4: Meta ICNN colour transfer on held-out images vs W2GN",
     "domain_adaptation": "B5: digits domain adaptation in a Pipeline vs POT's DA transports",
 }
-DEMO_CHECKPOINTS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+DEMO_CHECKPOINTS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
 
 DESCRIPTION = """\
 skmetaot learns to solve optimal transport problems that come from one distribution: it
@@ -74,8 +74,8 @@ def _save_demo_figure(curves: dict, path: str) -> None:
     try:
         from skmetaot.plotting import plot_convergence
 
-        fig = plot_convergence(curves, tol=1e-3, title="Sinkhorn on 32 unseen MNIST pairs: "
-                               "median and quartiles", path=path)
+        fig = plot_convergence(curves, tol=1e-3, title="32 unseen MNIST pairs (median, "
+                               "quartiles)", path=path)
     except ImportError as error:
         print(f"no figure: {error}")
         return
