@@ -238,3 +238,16 @@ def test_sphere_problem_trains_and_beats_zeros():
     meta = np.median([r.log["niter"] for r in est.refine(test, tol=1e-3)])
     zeros = np.median([r.log["niter"] for r in est.refine(test, tol=1e-3, init="zeros")])
     assert meta < zeros
+
+
+def test_supports_built_in_another_precision_are_the_same_supports():
+    # A grid built in float64 and one built in float32 differ in the last bit; a model fitted on
+    # one must accept pairs on the other, and still reject a support moved by a pixel's width.
+    images = load_digits().images
+    fitted = MetaSinkhornTransport(**{**SMALL, "max_iter": 2}).fit(
+        pairs_from_images(images[:8].astype(np.float32), images[8:16].astype(np.float32)))
+    doubles = pairs_from_images(images[16:20], images[20:24])
+    assert fitted.predict_potentials(doubles)[0].shape == (4, 64)
+    doubles.x = doubles.x + 1.0 / 8
+    with pytest.raises(ValueError, match="supports differ"):
+        fitted.predict_potentials(doubles)
