@@ -272,3 +272,17 @@ def test_target_must_be_a_known_distribution_or_matching_samples():
     assert est.transform(X).shape == (50, 3)
     with pytest.raises(ValueError, match="X has 2 features, but NeuralW2Transport is expecting 3"):
         est.transform(X[:, :2])
+
+
+def test_grid_search_selects_the_trained_meta_icnn_model():
+    # Without the Gaussian baseline the untrained hypernetwork predicts the identity map; the
+    # held-out score (mean normalised dual) must prefer the trained one.
+    pairs = _gaussian_sample_pairs(12, 3)
+    est = MetaICNNTransport(icnn_hidden_sizes=(16,), encoder_features=16,
+                            hidden_layer_sizes=(32,), baseline=None, batch_size=4,
+                            n_samples=64, max_iter=60, pretrain_iter=50, device="cpu",
+                            random_state=0)
+    search = GridSearchCV(est, {"learning_rate": [1e-9, 3e-3]}, cv=2).fit(pairs)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores)) and scores[1] > scores[0]
+    assert search.best_params_ == {"learning_rate": 3e-3}
