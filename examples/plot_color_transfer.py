@@ -1,6 +1,6 @@
 """
 Colour transfer on held-out images with a Meta ICNN (Figure 6 of the Meta OT paper)
-=================================================================================
+===================================================================================
 
 An image is a measure over its RGB pixels in [0, 1]^3, and the W2 map between the palettes of
 two images recolours the first with the second's colours. ``MetaICNNTransport`` learns, across

@@ -1,11 +1,11 @@
 """
 A neural W2 map between two Gaussians, against the exact map
-===========================================================
+============================================================
 
 Between two Gaussians the W2 map is affine and known in closed form, so the error of a learned
 map can be measured exactly. ``NeuralW2Transport`` (ICNN potential, regression amortization,
 L-BFGS conjugate; Amos 2023) learns it from samples; the figure shows the learned map, the
-per-point error |T_hat(x) - T(x)| and how the L2-UVP falls during training.
+per-point error ``|T_hat(x) - T(x)|`` and how the L2-UVP falls during training.
 
 Run: ``python examples/plot_gaussian_w2_map.py`` (about a minute on 2 CPU cores; saves
 ``gaussian_w2_map.png``). ``--dim D`` trains in dimension D and plots the first two coordinates.

@@ -1,6 +1,6 @@
 """
 MNIST interpolations: converged Sinkhorn vs the Meta OT prediction
-=================================================================
+==================================================================
 
 The paper's Figure 2. A Meta OT model is trained on pairs of MNIST test images 0-7999 (a short
 CPU schedule), then predicts the entropic coupling of unseen pairs (images 8000-9999) in one

@@ -1,6 +1,6 @@
 """
 Supply and demand on the sphere: converged vs predicted transport maps
-=====================================================================
+======================================================================
 
 The paper's Figure 5. 100 supply points uniform over land send mass to 10,000 demand points drawn
 by city population (GeoNames); each instance redraws the weights. A Meta OT model predicts the dual

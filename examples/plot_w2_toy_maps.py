@@ -1,6 +1,6 @@
 """
 Neural W2 maps in 2-D: a Gaussian to eight Gaussians and to a checkerboard
-=========================================================================
+==========================================================================
 
 Makkuva et al. (2020), Figures 1 and 3. ``NeuralW2Transport`` learns the Brenier map from a
 standard Gaussian (scaled to the targets' spread) to each target from samples alone. Each panel

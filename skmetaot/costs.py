@@ -12,6 +12,9 @@ from typing import Union
 
 import torch
 
+__all__ = ["euclidean", "get_cost", "is_sqeuclidean", "pairwise_cost", "spherical",
+           "sqeuclidean"]
+
 CostFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CostSpec = Union[str, CostFunction]
 
@@ -127,7 +130,21 @@ def get_cost(cost: CostSpec) -> CostFunction:
 
 
 def is_sqeuclidean(cost: CostSpec) -> bool:
-    """True when ``cost`` is the squared Euclidean cost (the one that separates over grid axes)."""
+    """True when ``cost`` is the squared Euclidean cost (the one that separates over grid axes).
+
+    Parameters
+    ----------
+    cost : str or callable
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> is_sqeuclidean("sqeuclidean"), is_sqeuclidean(sqeuclidean), is_sqeuclidean(euclidean)
+    (True, True, False)
+    """
     return cost == "sqeuclidean" or cost is sqeuclidean
 
 
@@ -143,6 +160,22 @@ def pairwise_cost(x: torch.Tensor, y: torch.Tensor, cost: CostSpec = "sqeuclidea
     Returns
     -------
     torch.Tensor of shape (..., n, m)
+
+    Raises
+    ------
+    ValueError
+        If the cost has the wrong shape or is not finite.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x, y = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    >>> pairwise_cost(x, y, "sqeuclidean")
+    tensor([[1.],
+            [2.]])
+    >>> pairwise_cost(x, y, lambda u, v: (u[:, None] - v[None]).abs().sum(-1))  # L1, callable
+    tensor([[1.],
+            [2.]])
     """
     matrix = get_cost(cost)(x, y)
     expected = (*torch.broadcast_shapes(x.shape[:-2], y.shape[:-2]), x.shape[-2], y.shape[-2])

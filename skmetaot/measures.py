@@ -2,12 +2,14 @@
 
 Two containers:
 
-* :class:`HistogramPairs`: N pairs of histograms on supports shared by all pairs (images on a grid,
-  supply/demand on fixed locations). Stored as (N, n) and (N, m) weight matrices.
-* :class:`MeasurePairs`: N pairs of weighted point clouds, each with its own support and size.
+* :class:`~skmetaot.HistogramPairs`: N pairs of histograms on supports shared by all pairs
+  (images on a grid, supply/demand on fixed locations). Stored as (N, n) and (N, m) weight
+  matrices.
+* :class:`~skmetaot.MeasurePairs`: N pairs of weighted point clouds, each with its own support
+  and size.
 
-:func:`as_pairs` turns every accepted input form into one of them, and :func:`pairs_from_images`
-builds grid histograms from images.
+:func:`~skmetaot.as_pairs` turns every accepted input form into one of them, and
+:func:`~skmetaot.pairs_from_images` builds grid histograms from images.
 
 Weights are validated (finite, non-negative, positive total mass) and then **rescaled to sum to
 one**: the solvers compute balanced OT between probability measures. Zero weights are allowed.
@@ -352,8 +354,9 @@ def image_grid(height: int, width: int, dtype: torch.dtype = torch.float64) -> t
 def pairs_from_images(images_a: Any, images_b: Any) -> HistogramPairs:
     """Histogram pairs from grayscale images on the pixel grid of [0, 1]^2.
 
-    Each image is flattened and normalised to sum to one; the support is :func:`image_grid`
-    (so solvers use the separable grid kernel for the squared Euclidean cost).
+    Each image is flattened and normalised to sum to one; the support is
+    :func:`~skmetaot.measures.image_grid` (so solvers use the separable grid kernel for the
+    squared Euclidean cost).
 
     Parameters
     ----------

@@ -9,6 +9,8 @@ import torch
 
 from skmetaot._backend import as_float_tensor, kind_of
 
+__all__ = ["dual_objective", "marginal_error", "uvp", "w2_gaussian"]
+
 
 def marginal_error(plan: Any, a: Any, b: Any) -> Any:
     """L1 marginal error of eq. (7): ``|P 1 - a|_1 + |P^T 1 - b|_1``.

@@ -15,6 +15,8 @@ import torch
 
 from skmetaot._backend import as_float_tensor, kind_of
 
+__all__ = ["otresults_from_state", "to_otresult", "to_warmstart"]
+
 
 def to_warmstart(f: Any, g: Any, epsilon: float) -> tuple[Any, Any]:
     """POT's ``warmstart=(log_u, log_v)`` from potentials ``(f, g)`` in cost units.
@@ -67,6 +69,19 @@ def to_otresult(result: Any) -> list:
     Returns
     -------
     list of ot.utils.OTResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmetaot import sinkhorn
+    >>> from skmetaot.pot import to_otresult
+    >>> a = np.array([[0.5, 0.5], [0.25, 0.75]])
+    >>> res = sinkhorn(a, a, np.array([[0.0, 1.0], [1.0, 0.0]]), epsilon=0.1, tol=1e-9)
+    >>> results = to_otresult(res)
+    >>> len(results), results[1].plan.sum(0).round(6), results[1].log["niter"] > 0
+    (2, array([0.25, 0.75]), True)
+    >>> round(results[0].value_linear, 4)  # <C, P>: the mass that stays put costs nothing
+    0.0
     """
     return otresults_from_state(result._pairs, result._state, epsilon=result.epsilon,
                                 cost=result._cost, cost_matrix=result._cost_matrix)
@@ -88,6 +103,18 @@ def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix
     Returns
     -------
     list of ot.utils.OTResult
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmetaot import HistogramPairs
+    >>> from skmetaot.pot import otresults_from_state
+    >>> from skmetaot.solvers import solve_pairs
+    >>> pairs = HistogramPairs(torch.tensor([[0.5, 0.5]]), torch.tensor([[0.25, 0.75]]))
+    >>> state = solve_pairs(pairs, epsilon=0.1, tol=1e-6)
+    >>> (result,) = otresults_from_state(pairs, state, epsilon=0.1, cost="sqeuclidean")
+    >>> result.status, result.plan.shape  # torch in, torch out
+    ('converged', torch.Size([2, 2]))
     """
     from ot.utils import OTResult
 

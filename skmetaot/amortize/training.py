@@ -13,7 +13,24 @@ from tqdm.auto import tqdm
 
 
 class TrainingDiverged(FloatingPointError):
-    """Raised when a loss or gradient stops being finite; the model keeps its last good state."""
+    """Raised when a loss or gradient stops being finite; the model keeps its last good state.
+
+    The estimators raise it from ``fit`` (e.g. with a learning rate that is too large); it is a
+    :class:`FloatingPointError`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmetaot.amortize import TrainingHistory, train
+    >>> model = torch.nn.Linear(1, 1)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> try:
+    ...     train(model, lambda step: model.weight.sum() * float("nan"), optimizer, n_steps=1,
+    ...           learning_rate=0.1, history=TrainingHistory())
+    ... except TrainingDiverged as error:
+    ...     print(str(error).split(";")[0])
+    the training loss became nan at step 0
+    """
 
 
 @dataclass
@@ -30,6 +47,14 @@ class TrainingHistory:
         Steps at which validation ran and its value.
     seconds : float
         Wall time spent training.
+
+    Examples
+    --------
+    >>> history = TrainingHistory()
+    >>> history.step.append(0)
+    >>> history.loss.append(1.5)
+    >>> sorted(history.as_dict())
+    ['loss', 'seconds', 'step', 'val_loss', 'val_step']
     """
 
     step: list[int] = field(default_factory=list)
@@ -112,6 +137,21 @@ def train(
     -------
     int
         The global step after training.
+
+    Examples
+    --------
+    Fit ``w`` to minimise ``(w - 3)^2``:
+
+    >>> import torch
+    >>> model = torch.nn.Linear(1, 1, bias=False)
+    >>> _ = torch.nn.init.zeros_(model.weight)
+    >>> optimizer = torch.optim.Adam(model.parameters())
+    >>> history = TrainingHistory()
+    >>> train(model, lambda step: ((model.weight - 3.0) ** 2).sum(), optimizer, n_steps=300,
+    ...       learning_rate=0.1, history=history)
+    300
+    >>> len(history.loss), round(float(model.weight.detach()), 1)
+    (300, 3.0)
     """
     total = total_steps or first_step + n_steps
     good_state = copy.deepcopy(module.state_dict())

@@ -76,9 +76,9 @@ def load_color_images(split: str = "all", as_float: bool = True) -> Bunch:
     are 14 public-domain works by 11 painters. See ``DESCR`` and the README of
     ``skmetaot/datasets/data/color_images`` for sources and licences.
 
-    The split is fixed and made of whole images: ``"test"`` is the 10 images of
-    :data:`TEST_IMAGES` (5 photographs and 5 paintings, by painters with no other work in the set)
-    and ``"train"`` the other 35. Colour-transfer test pairs must be built only from test images
+    The split is fixed and made of whole images: ``"test"`` is the 10 images of ``TEST_IMAGES``
+    (5 photographs and 5 paintings, by painters with no other work in the set) and ``"train"``
+    the other 35. Colour-transfer test pairs must be built only from test images
     (and training pairs only from train images), so that no pixel of a test image is seen during
     meta-training.
 

@@ -58,6 +58,14 @@ def sphere_supply_demand_locations(
     -------
     supply : ndarray of shape (n_supply, 3)
     demand : ndarray of shape (n_demand, 3)
+
+    Examples
+    --------
+    >>> supply, demand = sphere_supply_demand_locations(10, 200)
+    >>> supply.shape, demand.shape
+    ((10, 3), (200, 3))
+    >>> bool(np.allclose(np.linalg.norm(demand, axis=1), 1.0))  # on the unit sphere
+    True
     """
     data = _earth()
     if not 1 <= n_supply <= len(data["land_lat"]):

@@ -53,6 +53,17 @@ class GaussianPair(KnownMapPair):
         ``|m_a - m_b|^2 + tr(S_a + S_b - 2 (S_a^{1/2} S_b S_a^{1/2})^{1/2})``.
     var_target : float
         ``tr(S_b)``, the UVP denominator.
+
+    Examples
+    --------
+    >>> pair = GaussianPair(np.zeros(2), np.eye(2), np.ones(2), 4 * np.eye(2))
+    >>> pair.transport_matrix, pair.transport_bias
+    (array([[2., 0.],
+           [0., 2.]]), array([1., 1.]))
+    >>> pair.transport_map(np.array([[1.0, 0.0]]))
+    array([[3., 1.]])
+    >>> round(pair.w2_squared, 6)  # |m_a - m_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2})
+    4.0
     """
 
     def __init__(self, mean_source: np.ndarray, cov_source: np.ndarray, mean_target: np.ndarray,

@@ -61,7 +61,7 @@ class MetaICNNTransport(BaseOTEstimator):
         ``"gaussian"``: each predicted potential is ``phi(M x) + <c, x>`` where the affine
         change of variables (from the two measures' means and covariances) makes an identity
         ``phi`` the exact W2 map between the Gaussian approximations, so the network only
-        learns the non-Gaussian part (:class:`~skmetaot.amortize.w2gn.AffineBaseline`).
+        learns the non-Gaussian part (``skmetaot.amortize.w2gn.AffineBaseline``).
         None predicts the ICNNs directly, as the Meta OT paper does.
     cycle_weight : float, default=3.0
         Weight gamma of the cycle-consistency term of the W2GN loss.
@@ -366,7 +366,7 @@ class MetaICNNTransport(BaseOTEstimator):
 
         Returns
         -------
-        ndarray of shape (n_pairs, 2 * icnn_.n_params)
+        ndarray of shape (n_pairs, 2 * ``icnn_.n_params``)
         """
         check_is_fitted(self, "hypernetwork_")
         return self._predict_params(self._collection(pairs)).cpu().numpy()

@@ -86,7 +86,7 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         Loss of the amortization model (``"regression"`` needs a solver).
     hidden_layer_sizes : tuple of int, optional
         Widths of the potential and of the amortization model; default
-        :func:`default_hidden_sizes` of the dimension.
+        ``default_hidden_sizes`` of the dimension.
     activation : str, default="elu"
         Activation of both networks (convex and non-decreasing for an ICNN).
     quadratic : {"scalar", "full", "none"}, default="scalar"

@@ -97,6 +97,14 @@ class GradientMap(nn.Module):
     ----------
     potential : torch.nn.Module
         Maps points (n, d) to values (n,).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmetaot.nn import MLPPotential
+    >>> potential = MLPPotential(2, (8,))
+    >>> GradientMap(potential)(torch.zeros(3, 2)).shape
+    torch.Size([3, 2])
     """
 
     def __init__(self, potential: nn.Module) -> None:

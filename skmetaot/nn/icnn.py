@@ -132,7 +132,7 @@ class ICNN(nn.Module):
         return torch.cat(blocks)
 
     def unflatten(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Split flat parameters of shape (..., n_params) into named blocks of shape (..., *shape).
+        """Split flat parameters (..., n_params) into named blocks of shape ``(..., *shape)``.
 
         Parameters
         ----------

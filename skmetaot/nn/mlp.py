@@ -11,7 +11,7 @@ from skmetaot.nn.activations import get_activation
 
 
 class MLP(nn.Module):
-    """Fully connected network ``in -> hidden... -> out`` with a linear last layer.
+    """Fully connected network ``in -> hidden -> out`` with a linear last layer.
 
     Parameters
     ----------
@@ -19,7 +19,7 @@ class MLP(nn.Module):
     hidden_layer_sizes : sequence of int
     out_features : int
     activation : str, default="relu"
-        Any name :func:`~skmetaot.nn.activations.get_activation` knows.
+        Any name :func:`~skmetaot.nn.get_activation` knows.
     zero_last : bool, default=False
         Initialise the last layer to zero, so the network starts as the constant zero.
 

@@ -46,6 +46,14 @@ class ConjugateResult:
         Iterations each problem used (int64; 0 when ``x_init`` already met the tolerance).
     converged : torch.Tensor or ndarray of shape (B,)
         ``grad_norm <= tol``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmetaot import conjugate
+    >>> res = conjugate(lambda x: (x**2).sum(-1), np.array([[2.0, -4.0]]))
+    >>> res.x.round(4), res.value.round(4), res.converged
+    (array([[ 1., -2.]]), array([5.]), array([ True]))
     """
 
     x: Any
@@ -211,6 +219,19 @@ def solve_conjugate(
     ------
     ValueError
         On a bad argument or shape, or when the potential is not finite at ``x_init``.
+
+    Examples
+    --------
+    The conjugate of ``f(x) = |x|^4 / 4`` at ``y`` is attained where ``|x|^2 x = y``:
+
+    >>> import torch
+    >>> y = torch.tensor([[8.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    >>> res = solve_conjugate(lambda x: 0.25 * (x**2).sum(-1) ** 2, y, tol=1e-8)
+    >>> res.x.round(decimals=6)
+    tensor([[ 2.,  0.],
+            [ 0., -1.]], dtype=torch.float64)
+    >>> res.converged
+    tensor([True, True])
     """
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not supported; use one of {_METHODS}")
@@ -344,13 +365,14 @@ def conjugate(
     x_init : array-like or torch.Tensor of the same shape as y, optional
         Starting points (e.g. an amortized prediction); None starts at ``y``.
     method : {"lbfgs", "adam"}, default="lbfgs"
-        See :func:`solve_conjugate`.
+        See :func:`~skmetaot.solvers.solve_conjugate`.
     tol : float, default=1e-3
         Tolerance on ``||grad f(x) - y||``.
     max_iter : int, default=100
         Iteration cap per problem.
     **kwargs
-        ``history_size``, ``max_linesearch`` and ``learning_rate`` of :func:`solve_conjugate`.
+        ``history_size``, ``max_linesearch`` and ``learning_rate`` of
+        :func:`~skmetaot.solvers.solve_conjugate`.
 
     Returns
     -------

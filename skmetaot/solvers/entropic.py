@@ -138,14 +138,14 @@ def solve_pairs(
     max_iter: int = 1000,
     batch_size: int | None = None,
 ) -> SinkhornState:
-    """Solve every pair of a :class:`MeasurePairs` (torch in, torch out; padded potentials).
+    """Solve every pair of a :class:`~skmetaot.MeasurePairs` (torch in and out; padded potentials).
 
     Parameters
     ----------
     pairs : MeasurePairs
         Already on the device and dtype to compute in.
     epsilon, cost, init, tol, max_iter
-        As in :func:`sinkhorn`.
+        As in :func:`~skmetaot.sinkhorn`.
     cost_matrix : torch.Tensor, optional
         (n, m) or (N, n, m) costs overriding ``cost``.
     batch_size : int, optional
@@ -156,6 +156,20 @@ def solve_pairs(
     -------
     SinkhornState
         Potentials padded to the largest size (padding atoms: -inf).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmetaot import as_pairs
+    >>> from skmetaot.solvers import solve_pairs
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> pairs = as_pairs([(torch.rand(4, 2, generator=gen), torch.rand(5, 2, generator=gen)),
+    ...                   (torch.rand(3, 2, generator=gen), torch.rand(6, 2, generator=gen))])
+    >>> state = solve_pairs(pairs, epsilon=0.1, tol=1e-6)
+    >>> state.f.shape, state.g.shape, bool(state.converged.all())
+    (torch.Size([2, 4]), torch.Size([2, 6]), True)
+    >>> torch.isinf(state.f[1]).tolist()  # the second pair has 3 atoms; the padding is -inf
+    [False, False, False, True]
     """
     _check_scalars(epsilon, tol, max_iter, batch_size)
     step = batch_size or _default_batch_size(pairs, cost_matrix)
@@ -187,9 +201,10 @@ class SinkhornResult:
 
     Attributes
     ----------
-    f, g : array of shape (N, n), (N, m) (or (n,), (m,) for one problem; lists of arrays when
-        pairs have different sizes)
-        Dual potentials in cost units; -inf on zero-weight atoms; ``g = g(f)`` exactly.
+    f, g : array of shape (N, n), (N, m), or list of arrays
+        Dual potentials in cost units; -inf on zero-weight atoms; ``g = g(f)`` exactly. Shapes
+        (n,) and (m,) for one problem, and lists of 1-D arrays when the pairs have different
+        sizes.
     n_iter : array of shape (N,)
         Iterations per problem.
     errors : array of shape (N,)
@@ -200,6 +215,18 @@ class SinkhornResult:
         The regularisation used.
     plans : array of shape (N, n, m) or None
         The couplings when ``return_plan=True`` (else call :meth:`plan`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmetaot import sinkhorn
+    >>> a, b = np.full((2, 3), 1 / 3), np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    >>> res = sinkhorn(a, b, x=np.eye(3), y=np.eye(3), epsilon=0.1, tol=1e-6)
+    >>> res.f.shape, res.n_iter.shape, bool(res.converged.all())
+    ((2, 3), (2,), True)
+    >>> res.plan().sum(-2).round(3)  # the b-marginal is exact: g = g(f)
+    array([[0.2 , 0.3 , 0.5 ],
+           [0.5 , 0.25, 0.25]])
     """
 
     f: Any
