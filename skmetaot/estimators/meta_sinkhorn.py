@@ -77,6 +77,10 @@ class MetaSinkhornTransport(BaseOTEstimator):
         differentiable Sinkhorn iterations from the prediction
         (:func:`skmetaot.amortize.unrolled_marginal_error`), which targets the slowly converging
         directions that decide refinement time. 0 is the paper's objective alone.
+    baseline : {"gaussian"} or None, default=None
+        ``"gaussian"``: the network predicts a correction added to the Gaussian-map potential
+        of the pair (Thornton and Cuturi 2022), and starts at exactly that potential (its last
+        layer is zero). None: the network predicts ``f`` itself, as in the paper.
     validation_fraction : float, default=0.0
         Fraction of the pairs held out to record a validation loss in ``history_``.
     device : str, default="auto"
