@@ -1,6 +1,7 @@
 """Data sets: bundled real data and synthetic generators of measure pairs."""
 
 from skmetaot.datasets._color_images import color_variations, image_to_measure, load_color_images
+from skmetaot.datasets._digits import DigitDomains, load_digits_domains, upscale_digits
 from skmetaot.datasets._earth import (
     lat_lon_to_xyz,
     make_sphere_supply_demand,
@@ -19,12 +20,14 @@ from skmetaot.datasets._w2bench import W2BenchmarkPair, load_w2_benchmark
 
 __all__ = [
     "color_variations",
+    "DigitDomains",
     "GaussianPair",
     "KnownMapPair",
     "W2BenchmarkPair",
     "image_to_measure",
     "lat_lon_to_xyz",
     "load_color_images",
+    "load_digits_domains",
     "load_mnist",
     "load_w2_benchmark",
     "make_gaussian_mixture_pairs",
@@ -36,4 +39,5 @@ __all__ = [
     "sample_checkerboard",
     "sample_eight_gaussians",
     "sphere_supply_demand_locations",
+    "upscale_digits",
 ]
