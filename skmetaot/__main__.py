@@ -40,13 +40,12 @@ examples:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from skmetaot._backend import resolve_device
     from skmetaot._benchmarks import meta_sinkhorn
     from skmetaot._benchmarks.common import markdown_table
     from skmetaot.datasets import make_mnist_pairs
     from skmetaot.solvers import sinkhorn_convergence
 
-    device = str(resolve_device(args.device))
+    device = args.device
     print("skmetaot demo: train Meta OT on MNIST pairs (images 0-7999 of the bundled test set), "
           "then solve unseen pairs (images 8000-9999) from zeros, Gaussian and Meta OT "
           f"initialisations (eps=1e-2, L1 marginal error, device={device})", flush=True)
@@ -163,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     True
     """
     args = _parser().parse_args(argv)
+    from skmetaot._backend import resolve_device
+
+    try:
+        args.device = str(resolve_device(args.device))  # "auto" -> cuda or cpu, for every runner
+    except ValueError as error:
+        raise SystemExit(f"skmetaot: --device: {error}") from error
     if args.command == "bench":
         _bench(args)
     else:

@@ -36,6 +36,8 @@ def test_unknown_benchmark_and_bad_steps_are_usage_errors(capsys):
     assert "invalid choice: 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--steps must be a positive integer"):
         main(["demo", "--steps", "0"])
+    with pytest.raises(SystemExit, match="--device: device='tpu' is not a valid torch device"):
+        main(["bench", "w2", "--device", "tpu"])
 
 
 def test_demo_trains_prints_the_table_and_saves_the_figure(tmp_path, capsys):
