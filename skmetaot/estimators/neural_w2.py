@@ -250,9 +250,12 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         self.__dict__.pop("feature_names_in_", None)
         if self.target is None:
             return X
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
-        samples = max(len(X), self.batch_size)
-        return X, self._target_samples(samples, X.shape[1], self._generator)
+        return self._with_target(validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2))
+
+    def _with_target(self, points: Any) -> tuple[Any, np.ndarray]:
+        """``(points, target samples)``: at least a batch of target samples, as many as points."""
+        samples = max(len(points), self.batch_size)
+        return points, self._target_samples(samples, points.shape[1], self._generator)
 
     def _check_points(self, X: Any) -> Any:
         """Validate points to map: scikit-learn's checks for arrays, shapes for tensors."""
@@ -350,9 +353,7 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         elif self.target is None:
             data = self._single_pair(pairs)
         else:
-            points = np.asarray(self._check_points(pairs))
-            data = self._single_pair((points, self._target_samples(
-                max(len(points), self.batch_size), self.n_features_in_, self._generator)))
+            data = self._single_pair(self._with_target(self._check_points(pairs)))
         steps = check_positive_int(max_iter if max_iter is not None
                                    else max(1, self.max_iter // 10), "max_iter")
         return self._train(data, steps, validation, validate_every)
@@ -442,15 +443,20 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         -------
         TransportPotential
         """
+        potential = self._fitted_potential()
+        potential.parameters = {name: p.detach().cpu().numpy()
+                                for name, p in self.potential_.named_parameters()}
+        return potential
+
+    def _fitted_potential(self) -> TransportPotential:
+        """The potential object without the CPU copy of its parameters (for mapping points)."""
         check_is_fitted(self, "potential_")
         self.potential_.eval()
-        parameters = {name: p.detach().cpu().numpy()
-                      for name, p in self.potential_.named_parameters()}
         return TransportPotential(
             self.potential_, self.n_features_in_, amortizer=self.amortizer_,
             conjugate_method=self.conjugate or "lbfgs", conjugate_tol=self.conjugate_tol / 10,
             conjugate_max_iter=max(self.conjugate_max_iter, 100), device=self._device_,
-            dtype=self._dtype_, parameters=parameters)
+            dtype=self._dtype_)
 
     def transform(self, X: Any) -> Any:
         """Push points through the map ``T(x) = grad f(x)``.
@@ -463,7 +469,7 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         -------
         ndarray or torch.Tensor of shape (n_samples, n_features)
         """
-        return self.predict_potentials().transform(self._check_points(X))
+        return self._fitted_potential().transform(self._check_points(X))
 
     def inverse_transform(self, X: Any) -> Any:
         """Pull target points back: the conjugate's argmin, amortized then solved.
@@ -477,7 +483,7 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         -------
         ndarray or torch.Tensor of shape (n_samples, n_features)
         """
-        return self.predict_potentials().inverse_transform(self._check_points(X))
+        return self._fitted_potential().inverse_transform(self._check_points(X))
 
     def score(self, X: Any, y: None = None) -> float:
         """The dual objective ``V(f) = -E f(x) - E f*(y)`` on held-out samples (higher is better).
@@ -500,9 +506,9 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         check_is_fitted(self, "potential_")
         if self.target is None:
             x, a, y_pts, b = self._single_pair(X)
-            return self.predict_potentials().dual_value(x, y_pts, a, b)
+            return self._fitted_potential().dual_value(x, y_pts, a, b)
         x = self._check_points(X)
         seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
         target = self._target_samples(len(x), self.n_features_in_,
                                       torch.Generator().manual_seed(int(seed)))
-        return self.predict_potentials().dual_value(x, target)
+        return self._fitted_potential().dual_value(x, target)
