@@ -14,6 +14,8 @@ BENCHMARKS = {
     "color_transfer": "B4: Meta ICNN colour transfer on held-out images vs W2GN",
     "domain_adaptation": "B5: digits domain adaptation in a Pipeline vs POT's DA transports",
 }
+#: Benchmark names whose module in skmetaot._benchmarks is named otherwise.
+BENCHMARK_MODULES = {"sinkhorn": "cold_sinkhorn"}
 DEMO_CHECKPOINTS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
 
 DESCRIPTION = """\
@@ -87,26 +89,15 @@ def _bench(args: argparse.Namespace) -> None:
 
     from skmetaot._benchmarks.common import write_results
 
-    def sized(module: str) -> dict:
-        """The benchmark's run() arguments: its QUICK size when asked, and the device."""
-        quick = import_module(f"skmetaot._benchmarks.{module}").QUICK if args.quick else {}
-        return {**quick, "device": args.device}
-
-    def bench(module: str):
-        return import_module(f"skmetaot._benchmarks.{module}")
-
     # Each benchmark is imported only when asked for.
-    runners = {
-        "meta_sinkhorn": lambda: bench("meta_sinkhorn").run(args.quick),
-        "sinkhorn": lambda: (
-            bench("cold_sinkhorn").run(64, n_single=8, repeats=1, device=args.device)
-            if args.quick else bench("cold_sinkhorn").run(128, device=args.device)),
-        "w2": lambda: bench("w2").run(**sized("w2")),
-        "color_transfer": lambda: bench("color_transfer").run(**sized("color_transfer")),
-        "domain_adaptation": lambda: bench("domain_adaptation").run(
-            **sized("domain_adaptation")),
-    }
-    payload = runners[args.name]()
+    module = import_module(f"skmetaot._benchmarks.{BENCHMARK_MODULES.get(args.name, args.name)}")
+    if args.name == "meta_sinkhorn":
+        payload = module.run(args.quick)
+    elif args.name == "sinkhorn":
+        payload = (module.run(64, n_single=8, repeats=1, device=args.device) if args.quick
+                   else module.run(128, device=args.device))
+    else:
+        payload = module.run(**(module.QUICK if args.quick else {}), device=args.device)
     write_results(f"bench_{args.name}" + ("_quick" if args.quick else ""), payload,
                   payload["table"], Path(args.out))
     print(payload["table"])
@@ -118,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skmetaot", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=formatter)
     parser.add_argument("--device", default="auto", help=device_help)
+    # Without a command the demo runs with its defaults (a command's own defaults win).
+    parser.set_defaults(quick=False, steps=None, figure="skmetaot_demo.png")
     sub = parser.add_subparsers(dest="command", metavar="{demo,bench}")
     demo = sub.add_parser("demo", help="train Meta OT on MNIST and compare Sinkhorn starts "
                           "(the default)", description=DESCRIPTION, formatter_class=formatter)
@@ -171,10 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         _bench(args)
     else:
-        for name, default in (("quick", False), ("steps", None), ("figure",
-                                                                  "skmetaot_demo.png")):
-            if not hasattr(args, name):
-                setattr(args, name, default)
         if args.steps is not None and args.steps < 1:
             raise SystemExit("skmetaot demo: --steps must be a positive integer")
         _demo(args)
