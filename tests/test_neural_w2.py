@@ -110,13 +110,26 @@ def test_random_state_reproduces_and_pickle_round_trips(gaussian):
     assert clone(a).get_params() == a.get_params()
 
 
+def test_an_exploding_loss_is_recovered_by_a_lower_rate(gaussian):
+    pair, data = gaussian
+    est = NeuralW2Transport(potential="mlp", amortization="objective", conjugate=None,
+                            max_iter=300, hidden_layer_sizes=(32, 32), batch_size=128,
+                            pretrain_iter=0, learning_rate=0.5, random_state=0).fit(data)
+    recovered = est.history_["recoveries"]
+    assert 1 <= len(recovered) <= 3  # the skipped steps, each one dividing the rate by 10
+    assert est.n_iter_ == 300 and len(est.history_["loss"]) == 300 - len(recovered)
+    assert np.isfinite(est.history_["loss"]).all()
+    assert np.isfinite(est.transform(pair.x_test)).all()
+
+
 def test_divergence_stops_with_the_last_good_parameters(gaussian):
     pair, data = gaussian
     est = NeuralW2Transport(potential="mlp", amortization="objective", conjugate=None,
                             max_iter=3000, hidden_layer_sizes=(32, 32), batch_size=128,
-                            pretrain_iter=0, learning_rate=0.5, random_state=0)
-    with pytest.raises(TrainingDiverged, match="last good parameters"):
+                            pretrain_iter=0, learning_rate=5.0, random_state=0)
+    with pytest.raises(TrainingDiverged, match="last good parameters.*3 recoveries"):
         est.fit(data)
+    assert len(est.history_["recoveries"]) == 3
     out = est.transform(pair.x_test)
     assert np.isfinite(out).all()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from typing import Any
 
@@ -12,6 +13,15 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from skmetaot._backend import resolve_device, resolve_dtype
+from skmetaot.amortize.training import train
+from skmetaot.estimators._checkpoint import (
+    CheckpointFile,
+    _to_cpu,
+    checkpoint_key,
+    data_fingerprint,
+    restore_training_state,
+    training_state,
+)
 
 
 class BaseOTEstimator(BaseEstimator):
@@ -98,15 +108,53 @@ class BaseOTEstimator(BaseEstimator):
             setattr(self, name, optimizer)
         return optimizer
 
+    # -- training -----------------------------------------------------------------------------
+    def _check_checkpoint_params(self) -> None:
+        path = getattr(self, "checkpoint_path", None)
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"checkpoint_path must be a path (str or os.PathLike) or None, got "
+                            f"{type(path).__name__}")
+        check_positive_int(getattr(self, "checkpoint_every", 1), "checkpoint_every")
 
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
+    def _train_loop(self, module: torch.nn.Module, step_loss: Any,
+                    optimizer: torch.optim.Optimizer, *, n_steps: int,
+                    total_steps: int | None = None, checkpoint_data: tuple | None = None,
+                    **options: Any) -> None:
+        """Run :func:`skmetaot.amortize.train` from ``n_iter_``; leave a usable estimator.
+
+        With ``checkpoint_data`` (the training data, from ``fit``) and a ``checkpoint_path``,
+        the state is saved every ``checkpoint_every`` steps and at the end, and a matching
+        checkpoint found at the start is resumed. Whatever happens (divergence, interrupt),
+        ``n_iter_`` counts the completed steps and the modules are left in eval mode.
+        """
+        path = getattr(self, "checkpoint_path", None)
+        save = resume = None
+        if checkpoint_data is not None:
+            self.resumed_from_ = None
+        if checkpoint_data is not None and path is not None:
+            store = CheckpointFile(path, checkpoint_key(self, data_fingerprint(*checkpoint_data)))
+
+            def resume() -> int | None:
+                payload = store.load()
+                if payload is None:
+                    return None
+                restore_training_state(self, payload["state"])
+                self.resumed_from_ = int(payload["step"])
+                return self.resumed_from_
+
+            def save(step: int) -> None:
+                store.save(step, training_state(self))
+
+        first = self.n_iter_
+        try:
+            train(module, step_loss, optimizer, n_steps=n_steps, first_step=first,
+                  total_steps=total_steps or first + n_steps, history=self._history,
+                  verbose=getattr(self, "verbose", 0), checkpoint=save,
+                  checkpoint_every=getattr(self, "checkpoint_every", 0) if save else 0,
+                  resume=resume, **options)
+        finally:
+            self.n_iter_ = self._history.n_steps
+            module.eval()
 
 
 def check_positive_int(value: Any, name: str) -> int:

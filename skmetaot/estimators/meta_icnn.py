@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from skmetaot.amortize import TrainingHistory, train
+from skmetaot.amortize import TrainingHistory
 from skmetaot.amortize.w2_losses import pretrain_identity
 from skmetaot.amortize.w2gn import AffineBaseline, gaussian_baseline, refine_w2gn, w2gn_loss
 from skmetaot.estimators._base import (
@@ -85,6 +86,11 @@ class MetaICNNTransport(BaseOTEstimator):
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
         Progress bar when positive.
+    checkpoint_path : str or os.PathLike, optional
+        :meth:`fit` saves its training state there every ``checkpoint_every`` steps and at
+        the end, and resumes from it when the file exists (see :ref:`checkpoints`).
+    checkpoint_every : int, default=500
+        Steps between checkpoints.
 
     Attributes
     ----------
@@ -98,7 +104,9 @@ class MetaICNNTransport(BaseOTEstimator):
     n_iter_ : int
     history_ : dict
         ``step``, ``loss``, ``dual`` (with the amortized conjugate), ``cycle_loss``,
-        ``pretrain_loss``, ``seconds``.
+        ``pretrain_loss``, ``recoveries`` (skipped non-finite steps), ``seconds``.
+    resumed_from_ : int or None
+        Step of the checkpoint :meth:`fit` resumed from (None when it started afresh).
 
     Examples
     --------
@@ -134,6 +142,8 @@ class MetaICNNTransport(BaseOTEstimator):
         dtype: str = "float32",
         random_state: Any = None,
         verbose: int = 0,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
     ) -> None:
         self.icnn_hidden_sizes = icnn_hidden_sizes
         self.icnn_activation = icnn_activation
@@ -154,6 +164,8 @@ class MetaICNNTransport(BaseOTEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     # -- validation ---------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -165,6 +177,7 @@ class MetaICNNTransport(BaseOTEstimator):
                      "refine_max_iter"):
             check_positive_int(getattr(self, name), name)
         check_non_negative_int(self.pretrain_iter, "pretrain_iter")
+        self._check_checkpoint_params()
         for name in ("learning_rate", "refine_learning_rate"):
             check_positive_float(getattr(self, name), name)
         if not (isinstance(self.cycle_weight, (int, float)) and self.cycle_weight >= 0):
@@ -255,7 +268,10 @@ class MetaICNNTransport(BaseOTEstimator):
         self.__dict__.pop("encoder_", None)
         collection = self._collection(pairs)
         self._initialise(collection)
-        return self._train(collection, self.max_iter, self.max_iter)
+        measures = collection.measures
+        return self._train(collection, self.max_iter, self.max_iter, checkpoint_data=(
+            collection.index, *[m.points for m in measures],
+            *[m.weights for m in measures]))
 
     def partial_fit(self, pairs: Any, y: None = None,
                     n_steps: int | None = None) -> MetaICNNTransport:
@@ -282,8 +298,8 @@ class MetaICNNTransport(BaseOTEstimator):
         steps = n_steps or -(-collection.n_pairs // self.batch_size)
         return self._train(collection, check_positive_int(steps, "n_steps"), None)
 
-    def _train(self, collection: MeasureCollection, n_steps: int,
-               total_steps: int | None) -> MetaICNNTransport:
+    def _train(self, collection: MeasureCollection, n_steps: int, total_steps: int | None,
+               checkpoint_data: tuple | None = None) -> MetaICNNTransport:
         def step_loss(step: int) -> torch.Tensor:
             pick = torch.randint(collection.n_pairs, (self.batch_size,),
                                  generator=self._generator).numpy()
@@ -298,20 +314,14 @@ class MetaICNNTransport(BaseOTEstimator):
             return out.loss
 
         self.hypernetwork_.train()
-        try:
-            self.n_iter_ = train(
-                self.hypernetwork_, step_loss,
-                self._live_optimizer("optimizer_", self.hypernetwork_.parameters(),
-                                     lambda p: torch.optim.Adam(p, lr=self.learning_rate)),
-                n_steps=n_steps, first_step=self.n_iter_,
-                total_steps=total_steps or self.n_iter_ + n_steps,
-                learning_rate=self.learning_rate, grad_clip=self.grad_clip,
-                warmup=max(1, (total_steps or n_steps) // 20) if total_steps else 0,
-                history=self._history, verbose=self.verbose,
-                description="MetaICNNTransport")
-        finally:
-            self.n_iter_ = max(self.n_iter_, len(self._history.loss))
-            self.hypernetwork_.eval()
+        self._train_loop(
+            self.hypernetwork_, step_loss,
+            self._live_optimizer("optimizer_", self.hypernetwork_.parameters(),
+                                 lambda p: torch.optim.Adam(p, lr=self.learning_rate)),
+            n_steps=n_steps, total_steps=total_steps, checkpoint_data=checkpoint_data,
+            learning_rate=self.learning_rate, grad_clip=self.grad_clip,
+            warmup=max(1, (total_steps or n_steps) // 20) if total_steps else 0,
+            description="MetaICNNTransport")
         return self
 
     @property

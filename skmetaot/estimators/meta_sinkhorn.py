@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,6 @@ from sklearn.utils.validation import check_is_fitted
 from skmetaot.amortize import (
     TrainingHistory,
     entropic_dual_value,
-    train,
     unrolled_marginal_error,
 )
 from skmetaot.costs import CostSpec, get_cost
@@ -90,6 +90,11 @@ class MetaSinkhornTransport(BaseOTEstimator):
         Seeds initialisation and pair sampling (reproducible on the CPU).
     verbose : int, default=0
         Progress bar when positive.
+    checkpoint_path : str or os.PathLike, optional
+        :meth:`fit` saves its training state there every ``checkpoint_every`` steps and at
+        the end, and resumes from it when the file exists (see :ref:`checkpoints`).
+    checkpoint_every : int, default=500
+        Steps between checkpoints.
 
     Attributes
     ----------
@@ -98,7 +103,10 @@ class MetaSinkhornTransport(BaseOTEstimator):
     n_iter_ : int
         Training steps taken.
     history_ : dict
-        ``step``, ``loss`` (negative mean dual), ``val_step``, ``val_loss``, ``seconds``.
+        ``step``, ``loss`` (negative mean dual), ``val_step``, ``val_loss``, ``recoveries``
+        (skipped non-finite steps), ``seconds``.
+    resumed_from_ : int or None
+        Step of the checkpoint :meth:`fit` resumed from (None when it started afresh).
     n_source_, n_target_ : int
         Support sizes.
 
@@ -132,6 +140,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         dtype: str = "float32",
         random_state: Any = None,
         verbose: int = 0,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
     ) -> None:
         self.epsilon = epsilon
         self.cost = cost
@@ -149,6 +159,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     # -- validation ---------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -159,6 +171,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.refine_max_iter, "refine_max_iter")
         check_non_negative_int(self.unroll_steps, "unroll_steps")
+        self._check_checkpoint_params()
         get_cost(self.cost)
         if self.baseline not in (None, "gaussian"):
             raise ValueError(f"baseline={self.baseline!r} is not one of 'gaussian', None")
@@ -234,7 +247,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         self._device_, self._dtype_ = self._torch_device(), self._torch_dtype()
         pairs = self._validate_pairs(pairs, fitting=True)
         self._initialise(pairs)
-        return self._train(pairs, self.max_iter, total_steps=self.max_iter)
+        return self._train(pairs, self.max_iter, total_steps=self.max_iter,
+                           checkpoint_data=(pairs.a, pairs.b, pairs.x, pairs.y))
 
     def partial_fit(self, pairs: Any, y: None = None, n_steps: int | None = None):
         """Continue training on ``pairs`` (one pass over them by default).
@@ -261,7 +275,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         steps = n_steps or -(-pairs.n_pairs // self.batch_size)
         return self._train(pairs, check_positive_int(steps, "n_steps"), total_steps=None)
 
-    def _train(self, pairs: HistogramPairs, n_steps: int, total_steps: int | None):
+    def _train(self, pairs: HistogramPairs, n_steps: int, total_steps: int | None,
+               checkpoint_data: tuple | None = None):
         geometry = self._geometry(pairs)
         n_pairs = pairs.n_pairs
         n_val = int(round(self.validation_fraction * n_pairs))
@@ -285,20 +300,23 @@ class MetaSinkhornTransport(BaseOTEstimator):
             return -self._mean_dual(geometry, pairs, val_idx)
 
         self.model_.train()
-        self.n_iter_ = train(
+        self._train_loop(
             self.model_, step_loss,
             self._live_optimizer("optimizer_", self.model_.parameters(),
                                  lambda params: torch.optim.Adam(params, lr=self.learning_rate)),
-            n_steps=n_steps, first_step=self.n_iter_,
-            total_steps=total_steps or self.n_iter_ + n_steps, learning_rate=self.learning_rate,
-            grad_clip=self.grad_clip, history=self._history,
+            n_steps=n_steps, total_steps=total_steps, checkpoint_data=checkpoint_data,
+            learning_rate=self.learning_rate, grad_clip=self.grad_clip,
             validate=validate if n_val else None,
             validate_every=max(1, n_steps // 20) if n_val else 0,
-            verbose=self.verbose, description="MetaSinkhornTransport",
+            description="MetaSinkhornTransport",
         )
-        self.model_.eval()
-        self.history_ = self._history.as_dict()
         return self
+
+    @property
+    def history_(self) -> dict[str, Any]:
+        """Training history (see the class docstring)."""
+        check_is_fitted(self, "model_")
+        return self._history.as_dict()
 
     # -- prediction ---------------------------------------------------------------------------
     def _chunks(self, pairs: HistogramPairs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,7 +11,8 @@ import torch
 from sklearn.base import OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted, validate_data
 
-from skmetaot.amortize import TrainingHistory, train
+from skmetaot._backend import check_points_input
+from skmetaot.amortize import TrainingHistory
 from skmetaot.amortize.w2_losses import (
     AMORTIZATIONS,
     CONJUGATE_SOLVERS,
@@ -117,6 +119,11 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
         Progress bar when positive.
+    checkpoint_path : str or os.PathLike, optional
+        :meth:`fit` saves its training state there every ``checkpoint_every`` steps and at
+        the end, and resumes from it when the file exists (see :ref:`checkpoints`).
+    checkpoint_every : int, default=500
+        Steps between checkpoints.
 
     Attributes
     ----------
@@ -129,8 +136,10 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         Training steps taken.
     history_ : dict of lists
         ``step``, ``loss``, ``dual``, ``amortization_loss``, ``conjugate_iterations``,
-        ``pretrain_loss``, ``val_step``, ``val_uvp`` (when ``validation`` is given to fit) and
-        ``seconds``.
+        ``pretrain_loss``, ``val_step``, ``val_uvp`` (when ``validation`` is given to fit),
+        ``recoveries`` (skipped non-finite steps) and ``seconds``.
+    resumed_from_ : int or None
+        Step of the checkpoint :meth:`fit` resumed from (None when it started afresh).
 
     Examples
     --------
@@ -172,6 +181,8 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         dtype: str = "float32",
         random_state: Any = None,
         verbose: int = 0,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
     ) -> None:
         self.target = target
         self.potential = potential
@@ -193,6 +204,8 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     # -- validation ---------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -214,6 +227,7 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         if self.learning_rate is not None:
             check_positive_float(self.learning_rate, "learning_rate")
         check_non_negative_int(self.pretrain_iter, "pretrain_iter")
+        self._check_checkpoint_params()
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.hidden_layer_sizes is not None and not all(
@@ -250,6 +264,9 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         self.__dict__.pop("feature_names_in_", None)
         if self.target is None:
             return X
+        check_points_input(X, "X")
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu()  # scikit-learn reads tensors through numpy, on the CPU only
         return self._with_target(validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2))
 
     def _with_target(self, points: Any) -> tuple[Any, np.ndarray]:
@@ -260,12 +277,17 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
     def _check_points(self, X: Any) -> Any:
         """Validate points to map: scikit-learn's checks for arrays, shapes for tensors."""
         check_is_fitted(self, "potential_")
+        check_points_input(X, "X")
         if isinstance(X, torch.Tensor):
             return X
         return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
 
     def _single_pair(self, pairs: Any) -> tuple[torch.Tensor, ...]:
         """The one pair ``(x, a, y, b)`` this estimator transports, on its device and dtype."""
+        if isinstance(pairs, (np.ndarray, torch.Tensor)) and pairs.ndim == 2:
+            raise ValueError(f"expected one pair (Xs, Xt), got one array of shape "
+                             f"{tuple(pairs.shape)}; to fit a plain array, set target='normal' "
+                             "(or target samples)")
         pairs = as_pairs(pairs)
         if pairs.n_pairs != 1:
             raise ValueError(f"NeuralW2Transport learns one map and takes one pair (Xs, Xt), "
@@ -274,7 +296,10 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         if hasattr(self, "n_features_in_") and pairs.dim != self.n_features_in_:
             raise ValueError(f"the pair has dimension {pairs.dim}, but the estimator was "
                              f"fitted on dimension {self.n_features_in_}")
-        x, a, y, b = pairs.x[0], pairs.a[0], pairs.y[0], pairs.b[0]
+        if pairs.shared_support:  # histograms on shared supports: the supports are (n, d)
+            x, a, y, b = pairs.x, pairs.a[0], pairs.y, pairs.b[0]
+        else:
+            x, a, y, b = pairs.x[0], pairs.a[0], pairs.y[0], pairs.b[0]
         return tuple(t.to(self._device_, self._dtype_) for t in (x, a, y, b))
 
     # -- training -----------------------------------------------------------------------------
@@ -323,7 +348,8 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
                                                  "conjugate_iterations": [],
                                                  "pretrain_loss": []}
         self._pretrain(data)
-        return self._train(data, self.max_iter, validation, validate_every)
+        return self._train(data, self.max_iter, validation, validate_every,
+                           checkpoint_data=data)
 
     def refine(self, pairs: Any = None, max_iter: int | None = None, *,
                validation: Any = None, validate_every: int | None = None) -> NeuralW2Transport:
@@ -378,7 +404,8 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         return points[pick.to(points.device)]
 
     def _train(self, data: tuple[torch.Tensor, ...], n_steps: int, validation: Any,
-               validate_every: int | None) -> NeuralW2Transport:
+               validate_every: int | None,
+               checkpoint_data: tuple | None = None) -> NeuralW2Transport:
         self._data = data
         x, a, y, b = data
         modules = torch.nn.ModuleDict({"potential": self.potential_,
@@ -404,15 +431,11 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
                                              weight_decay=self.weight_decay))
         validate = self._validator(validation)
         every = validate_every or max(1, n_steps // 20)
-        try:
-            self.n_iter_ = train(
-                modules, step_loss, optimizer, n_steps=n_steps, first_step=self.n_iter_,
-                total_steps=self.n_iter_ + n_steps, learning_rate=learning_rate,
-                grad_clip=self.grad_clip, history=self._history, validate=validate,
-                validate_every=every if validate else 0, verbose=self.verbose,
-                description="NeuralW2Transport", max_abs_loss=1e3 * scale)
-        finally:
-            self.n_iter_ = max(self.n_iter_, len(self._history.loss))
+        self._train_loop(
+            modules, step_loss, optimizer, n_steps=n_steps, checkpoint_data=checkpoint_data,
+            learning_rate=learning_rate, grad_clip=self.grad_clip, validate=validate,
+            validate_every=every if validate else 0, description="NeuralW2Transport",
+            max_abs_loss=1e3 * scale)
         return self
 
     def _validator(self, validation: Any) -> Callable[[], float] | None:
