@@ -42,6 +42,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device={device!r} is not a valid torch device") from exc
+    if resolved.type == "meta":
+        raise ValueError(f"device={device!r} holds no data and cannot compute; use 'cpu', "
+                         "'cuda' or 'auto'")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available")
     return resolved
@@ -98,6 +101,54 @@ def kind_of(*arrays: Any) -> ArrayKind:
     return ArrayKind(False)
 
 
+def check_has_data(value: Any, name: str) -> None:
+    """Raise a clear :class:`ValueError` for a tensor on the ``meta`` device (shapes, no values).
+
+    Parameters
+    ----------
+    value : object
+        Anything; only torch tensors are checked.
+    name : str
+        How to call the data in the error message.
+    """
+    if isinstance(value, torch.Tensor) and value.is_meta:
+        raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no data; pass "
+                         "a tensor with values (on the CPU or a GPU) or a numpy array")
+
+
+def check_points_input(value: Any, name: str) -> None:
+    """Screen one table of points before scikit-learn's validation, with clear errors.
+
+    Tensors on the ``meta`` device, ragged nested lists (:class:`ValueError`), a pair of
+    arrays ``(Xs, Xt)`` where one array is expected and string arrays (:class:`TypeError`) are
+    rejected here; everything else is left to scikit-learn's ``check_array``, which converts
+    integer and numeric object arrays to float.
+
+    Parameters
+    ----------
+    value : object
+        The data.
+    name : str
+        How to call the data in error messages (e.g. ``"X"``).
+    """
+    if isinstance(value, torch.Tensor):
+        check_has_data(value, name)
+        return
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, (np.ndarray, torch.Tensor)) and v.ndim == 2 for v in value):
+        raise TypeError(f"{name} must be one array of points (n_samples, n_features), got a "
+                        "pair of arrays")
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
+    if isinstance(value, (tuple, list)):
+        try:
+            value = np.asarray(value)
+        except ValueError as exc:
+            raise ValueError(f"{name} is ragged or not array-like: {exc}") from exc
+    if isinstance(value, np.ndarray) and value.dtype.kind in "USV":
+        raise TypeError(f"{name} must be an array of numbers, got dtype {value.dtype}")
+
+
 def as_float_tensor(
     value: Any,
     name: str,
@@ -109,7 +160,9 @@ def as_float_tensor(
     """Convert array-like ``value`` to a floating tensor, with clear errors for the wrong kind.
 
     Integer and boolean arrays become float64 (numpy's promotion); complex, object and string
-    arrays raise :class:`TypeError`. Non-finite values raise :class:`ValueError`.
+    arrays raise :class:`TypeError`. Non-finite values, ragged nested lists and tensors on the
+    ``meta`` device (which hold no data) raise :class:`ValueError`. Tensors on any other device
+    are accepted and moved to ``device`` when it is given.
 
     Parameters
     ----------
@@ -129,6 +182,7 @@ def as_float_tensor(
     torch.Tensor
     """
     if isinstance(value, torch.Tensor):
+        check_has_data(value, name)
         tensor = value.detach()
     else:
         if isinstance(value, (str, bytes)) or value is None:

@@ -421,9 +421,16 @@ def as_pairs(data: Any, *, allow_single: bool = True) -> MeasurePairs:
     Raises
     ------
     TypeError
-        If ``data`` is not one of the accepted forms.
+        If ``data`` is not one of the accepted forms, or holds object, string or complex arrays.
     ValueError
-        If the values are invalid (the message names the pair index and the problem).
+        If the values are invalid: NaN or inf, negative weights, zero total mass, empty measures,
+        mismatched dimensions, ragged lists, tensors on the ``meta`` device (no data). The
+        message names the pair index and the problem.
+
+    Notes
+    -----
+    Integer and boolean arrays are converted to float64; torch tensors on any device holding
+    data are accepted. Repeated (duplicate) support points are allowed.
 
     Examples
     --------

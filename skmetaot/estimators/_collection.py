@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
+from skmetaot._backend import ArrayKind, as_float_tensor, check_has_data, kind_of
 from skmetaot.datasets._color_images import image_to_measure
-from skmetaot.measures import MeasurePairs, _check_support, _check_weights
+from skmetaot.measures import MeasurePairs, _check_support, _check_weights, _ndim
 
 #: Side of the square to which images are area-resized for the image encoder.
 IMAGE_SIDE = 64
@@ -64,7 +64,8 @@ def _image_measure(value: Any, name: str) -> ContinuousMeasure:
 
 def _point_measure(value: Any, name: str) -> ContinuousMeasure:
     weights = None
-    if isinstance(value, (tuple, list)) and len(value) == 2 and np.ndim(value[1]) == 1:
+    # (points, weights) when the first entry is a 2-D array: a list of two points has 1-D rows.
+    if isinstance(value, (tuple, list)) and len(value) == 2 and _ndim(value[0]) == 2:
         value, raw_weights = value
         weights = _check_weights(as_float_tensor(raw_weights, f"{name} weights").double(),
                                  f"{name} weights")
@@ -80,6 +81,7 @@ def _measure(value: Any, name: str) -> ContinuousMeasure:
     if isinstance(value, (str, bytes, dict)) or value is None:
         raise TypeError(f"{name} must be an array of points (n, d), a (points, weights) pair "
                         f"or an image (H, W, C), got {type(value).__name__}")
+    check_has_data(value, name)
     if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 3:
         measure = _image_measure(value, name)
     else:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from skmetaot._backend import as_float_tensor, kind_of
+from skmetaot.measures import _check_weights
 from skmetaot.nn.potentials import potential_gradient
 from skmetaot.solvers.conjugate import solve_conjugate
 
@@ -21,6 +22,12 @@ class TransportPotential:
 
     Returned by ``predict_potentials``. numpy in gives numpy out; torch in gives torch out on
     the input's device.
+
+    Points are validated by every method: they must be real numbers of shape (n, ``dim``)
+    (integer arrays are converted to float; repeated points are allowed; an empty (0, ``dim``)
+    array gives an empty result). Object, string and complex arrays raise :class:`TypeError`;
+    NaN or inf, another shape, ragged lists and ``meta`` tensors (no data) raise
+    :class:`ValueError` naming the argument.
 
     Parameters
     ----------
@@ -106,7 +113,8 @@ class TransportPotential:
         x, y : array-like of shape (n, d), (m, d)
             Points of the source and the target measure.
         a, b : array-like of shape (n,), (m,), optional
-            Their probability weights (uniform when omitted).
+            Their weights (uniform when omitted): finite, non-negative, with positive total
+            mass; rescaled to sum to one.
 
         Returns
         -------
@@ -114,11 +122,22 @@ class TransportPotential:
         """
         values = torch.as_tensor(self(x)).double().cpu()
         conj = torch.as_tensor(self.conjugate(y)).double().cpu()
-        a = (torch.full_like(values, 1 / len(values)) if a is None
-             else torch.as_tensor(a).double().cpu())
-        b = (torch.full_like(conj, 1 / len(conj)) if b is None
-             else torch.as_tensor(b).double().cpu())
+        a = self._weights(a, values, "a (weights of x)")
+        b = self._weights(b, conj, "b (weights of y)")
         return float(-(values * a).sum() - (conj * b).sum())
+
+    @staticmethod
+    def _weights(weights: Any, values: torch.Tensor, name: str) -> torch.Tensor:
+        if len(values) == 0:
+            raise ValueError(f"the points weighted by {name} form an empty measure (no points)")
+        if weights is None:
+            return torch.full_like(values, 1 / len(values))
+        weights = _check_weights(as_float_tensor(weights, name, dtype=torch.float64,
+                                                 device=torch.device("cpu")), name)
+        if len(weights) != len(values):
+            raise ValueError(f"{name} has {len(weights)} entries but there are {len(values)} "
+                             "points")
+        return weights
 
     def _solve(self, y: torch.Tensor):
         with torch.no_grad():

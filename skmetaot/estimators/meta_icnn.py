@@ -44,6 +44,13 @@ class MetaICNNTransport(BaseOTEstimator):
     ``psi(x) = w^+ . s(A x + b) + c . x + c0 + 0.5 |L x|^2`` with ``w^+ = softplus(V) / h``
     (653 parameters for d = 3, h = 128).
 
+    Every method takes pairs as :meth:`fit` does; a single pair ``(source, target)`` is read as
+    a collection of one. Integer arrays are converted to float and repeated points are
+    allowed. NaN or inf, negative or all-zero weights, empty measures or collections,
+    dimensions that differ within a pair, between pairs or from ``fit``, ragged lists, object,
+    string or complex arrays and ``meta`` tensors raise a ``ValueError`` or ``TypeError``
+    naming the pair and the problem.
+
     Parameters
     ----------
     icnn_hidden_sizes : tuple of int, default=(128,)

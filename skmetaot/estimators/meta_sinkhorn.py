@@ -53,10 +53,18 @@ class MetaSinkhornTransport(BaseOTEstimator):
     target atoms with ``b_j = 0`` get ``g_j = -inf`` and drop out of the objective. No penalty is
     used, and nothing becomes NaN.
 
+    Inputs are validated by every method (see :func:`skmetaot.as_pairs`): integer images are
+    converted to float and repeated support points are allowed, while NaN or inf, negative or
+    all-zero histograms, empty collections, object, string or complex arrays and ``meta``
+    tensors raise a ``ValueError`` or ``TypeError`` naming the pair and the problem; so do
+    pairs whose supports differ from those seen in ``fit``.
+
     Parameters
     ----------
     epsilon : float, default=1e-2
-        Entropic regularisation in cost units.
+        Entropic regularisation in cost units. Any finite positive value works: with a tiny
+        (1e-8) or a huge (1e8) epsilon the predictions, plans, maps, scores and refinements stay
+        finite.
     cost : {"sqeuclidean", "euclidean", "spherical"} or callable, default="sqeuclidean"
     hidden_layer_sizes : tuple of int, default=(1024, 1024, 1024)
         Hidden widths of the MLP (the reference uses three layers of 1024).

@@ -72,6 +72,18 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
     ``transform`` maps each row independently (so it can stand in a ``Pipeline`` and run
     scikit-learn's estimator checks).
 
+    Input validation: pairs ``(Xs, Xt)`` are read by :func:`skmetaot.as_pairs` (NaN or inf,
+    negative or all-zero weights, empty measures, mismatched dimensions, object, string or
+    complex arrays raise a ``ValueError`` or ``TypeError`` naming the problem). Plain arrays
+    (``transform``, ``inverse_transform``, and ``fit``/``score``/``refine`` with a ``target``)
+    go through scikit-learn's ``check_array``: integer and numeric object arrays are converted
+    to float, while NaN, inf, complex data, empty arrays and a number of features other than
+    in ``fit`` raise scikit-learn's ``ValueError``; string arrays and a pair ``(Xs, Xt)`` raise
+    a ``TypeError``, ragged lists a ``ValueError``. Torch tensors given to ``transform`` and
+    ``inverse_transform`` skip ``check_array`` and are checked by :class:`TransportPotential`
+    (``ValueError`` or ``TypeError`` naming the problem; torch out, on their device). Tensors on
+    the ``meta`` device (no data) raise a ``ValueError`` everywhere; repeated points are allowed.
+
     Parameters
     ----------
     target : None, "normal" or array-like of shape (n_target, n_features), default=None

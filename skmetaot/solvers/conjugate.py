@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
+from skmetaot._backend import ArrayKind, as_float_tensor, check_has_data, kind_of
 
 Potential = Callable[[torch.Tensor], torch.Tensor]
 
@@ -246,6 +246,8 @@ def solve_conjugate(
         raise TypeError("y must be a floating torch tensor (use conjugate() for numpy input)")
     if y.ndim != 2:
         raise ValueError(f"y must have shape (B, d), got {tuple(y.shape)}")
+    check_has_data(y, "y")
+    check_has_data(x_init, "x_init")
     y = y.detach()
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y contains NaN or infinite values")
@@ -332,12 +334,12 @@ def _resolve_potential(f: Any) -> Potential:
         return f
     raise TypeError(
         f"f must be a callable on torch tensors or have a potential() method, got "
-        f"{type(f).__name__}"
+        f"{type(f).__name__} (for a fitted estimator, pass its predict_potentials())"
     )
 
 
 def _module_of(f: Any, potential: Potential) -> torch.nn.Module | None:
-    for obj in (f, getattr(potential, "__self__", None)):
+    for obj in (f, potential, getattr(potential, "__self__", None)):
         if isinstance(obj, torch.nn.Module):
             return obj
     return None
@@ -361,7 +363,10 @@ def conjugate(
         A callable mapping a (n, d) torch tensor to a (n,) tensor (rows independent), or an
         object with a ``potential`` method (or ``__call__``) that does.
     y : array-like or torch.Tensor of shape (B, d) or (d,)
-        Points at which to evaluate the conjugate; one problem per row.
+        Points at which to evaluate the conjugate; one problem per row. Integer arrays are
+        converted to float64 and repeated points are allowed; an empty batch (0, d) gives
+        empty results. When ``f`` is a torch module (or has one), ``y`` is moved to the
+        module's device and dtype for the computation.
     x_init : array-like or torch.Tensor of the same shape as y, optional
         Starting points (e.g. an amortized prediction); None starts at ``y``.
     method : {"lbfgs", "adam"}, default="lbfgs"
@@ -379,6 +384,15 @@ def conjugate(
     ConjugateResult
         numpy arrays (in y's dtype) when y is numpy, otherwise tensors on y's device; for a
         1-D y, ``x`` is 1-D and the other fields are scalars.
+
+    Raises
+    ------
+    TypeError
+        If ``f`` is not callable, or ``y``/``x_init`` are not real numbers (object, string or
+        complex arrays).
+    ValueError
+        If ``y`` or ``x_init`` hold NaN or inf, have the wrong shape, are ``meta`` tensors
+        (no data), or ``y``'s dimension differs from the potential's ``dim``.
 
     Examples
     --------
@@ -401,9 +415,10 @@ def conjugate(
     if y_t.ndim not in (1, 2):
         raise ValueError(f"y must have shape (B, d) or (d,), got {tuple(y_t.shape)}")
     module = _module_of(f, potential)
+    _check_dimension(y_t.shape[-1], f, module)
     params = [p for p in module.parameters() if p.is_floating_point()] if module is not None else []
-    if not kind.is_torch and params:
-        # numpy in: compute where and in the precision the network lives, answer in y's dtype.
+    if params:
+        # Compute where and in the precision the network lives; answer in y's dtype and kind.
         y_t = y_t.to(dtype=params[0].dtype, device=params[0].device)
     if x_init is not None:
         x_init = as_float_tensor(x_init, "x_init", dtype=y_t.dtype, device=y_t.device)
@@ -420,6 +435,19 @@ def conjugate(
         name: _to_user(getattr(result, name), kind, out_dtype, single)
         for name in ("x", "value", "grad_norm", "n_iter", "converged")
     })
+
+
+def _check_dimension(dim: int, f: Any, module: torch.nn.Module | None) -> None:
+    """Check the dimension of y against the potential's ``dim`` attribute, when it has one."""
+    if dim == 0:
+        raise ValueError("y has points of dimension 0")
+    for obj in (f, module):
+        expected = getattr(obj, "dim", None)
+        if isinstance(expected, (int, np.integer)) and not isinstance(expected, bool):
+            if int(expected) != dim:
+                raise ValueError(f"y has dimension {dim}, but the potential f is defined on "
+                                 f"dimension {int(expected)}")
+            return
 
 
 def _to_user(values: torch.Tensor, kind: ArrayKind, dtype: torch.dtype, single: bool) -> Any:

@@ -306,12 +306,18 @@ def _trim(values: torch.Tensor, sizes: list[int], pairs: MeasurePairs):
     return [values[k, :n] for k, n in enumerate(sizes)]
 
 
+def _shape(tensor: torch.Tensor | None) -> tuple[int, ...] | None:
+    return None if tensor is None else tuple(tensor.shape)
+
+
 def _pairs_from_arrays(a, b, C, x, y) -> tuple[MeasurePairs, bool, torch.Tensor | None]:
     kind = kind_of(a, b, C, x, y)
     a_t = as_float_tensor(a, "a", finite=False)
+    if a_t.ndim not in (1, 2):
+        raise ValueError(f"a must have shape (n,) or (N, n), got {tuple(a_t.shape)}")
     single = a_t.ndim == 1
     b_t = as_float_tensor(b, "b", finite=False)
-    if b_t.ndim != a_t.ndim:
+    if b_t.ndim != a_t.ndim or (not single and b_t.shape[0] != a_t.shape[0]):
         raise ValueError(f"a has shape {tuple(a_t.shape)} but b has {tuple(b_t.shape)}")
     if single:
         a_t, b_t = a_t[None], b_t[None]
@@ -328,6 +334,14 @@ def _pairs_from_arrays(a, b, C, x, y) -> tuple[MeasurePairs, bool, torch.Tensor 
         raise ValueError("give either a cost matrix C or the supports x and y")
     x_t = None if x is None else as_float_tensor(x, "x")
     y_t = None if y is None else as_float_tensor(y, "y")
+    per_problem = [t.ndim == 3 for t in (x_t, y_t) if t is not None]
+    if len(set(per_problem)) > 1 or per_problem == [True]:
+        raise ValueError(f"x has shape {_shape(x_t)} but y has {_shape(y_t)}: give shared "
+                         "supports (n, d) and (m, d), or per-problem supports (N, n, d) and "
+                         "(N, m, d)")
+    if x_t is not None and x_t.ndim == 3 and x_t.shape[0] != a_t.shape[0]:
+        raise ValueError(f"x holds supports for {x_t.shape[0]} problems but a holds weights "
+                         f"for {a_t.shape[0]} (shape {tuple(a_t.shape)})")
     if x_t is not None and x_t.ndim == 3:
         pairs = MeasurePairs(list(x_t), list(y_t), list(a_t), list(b_t))
     else:
@@ -389,6 +403,22 @@ def sinkhorn(
     -------
     SinkhornResult
 
+    Raises
+    ------
+    TypeError
+        If an input is not an array of real numbers (object, string or complex arrays).
+    ValueError
+        If an input holds NaN or inf, weights are negative or sum to zero, a measure is empty,
+        shapes disagree, a tensor is on the ``meta`` device (no data), or ``C``, ``x`` or ``y``
+        are given without ``b``. Messages name the argument and, where there is one, the pair.
+
+    Notes
+    -----
+    Integer and boolean arrays are converted to float64. Repeated support points are allowed.
+    Any finite positive ``epsilon`` is accepted: the log-domain iterations keep the potentials
+    finite for a tiny epsilon (1e-8, which may need more than ``max_iter`` iterations and then
+    reports ``converged=False``) as for a huge one (1e8, converged in a few iterations).
+
     Examples
     --------
     >>> import numpy as np
@@ -402,6 +432,11 @@ def sinkhorn(
     single = False
     cost_matrix = None
     if b is None:
+        given = [name for name, value in (("C", C), ("x", x), ("y", y)) if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} given without b: the target weights b are "
+                             "needed with the array form sinkhorn(a, b, C) or "
+                             "sinkhorn(a, b, x=..., y=...); pairs are solved as sinkhorn(pairs)")
         pairs = as_pairs(a)
     else:
         pairs, single, cost_matrix = _pairs_from_arrays(a, b, C, x, y)
