@@ -41,7 +41,13 @@ def sqeuclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     >>> sqeuclidean(torch.zeros(1, 2), torch.ones(1, 2))
     tensor([[2.]])
     """
-    # The expanded form |x|^2 + |y|^2 - 2<x, y> uses one matmul; clamp its rounding below zero.
+    # The expanded form |x|^2 + |y|^2 - 2<x, y> uses one matmul, but it rounds relative to |x|^2:
+    # far from the origin (1000 + [0, 1]^2 in float32) it would lose every digit of |x - y|^2.
+    # The cost is translation invariant, so expand around a point between the two clouds; the
+    # rounding is then relative to their spread and separation. (Detached: the shift cancels
+    # exactly, so its gradient would only add rounding.) Clamp what is left below zero.
+    centre = 0.5 * (x.detach().mean(-2, keepdim=True) + y.detach().mean(-2, keepdim=True))
+    x, y = x - centre, y - centre
     sq_x = (x * x).sum(-1, keepdim=True)
     sq_y = (y * y).sum(-1, keepdim=True)
     cost = sq_x + sq_y.transpose(-1, -2) - 2.0 * x @ y.transpose(-1, -2)

@@ -48,8 +48,9 @@ def test_costs_are_batched(rng):
 
 
 def test_sqeuclidean_is_never_negative_and_euclidean_never_nan(rng):
-    # Far from the origin the expanded form |x|^2 + |y|^2 - 2<x, y> loses digits; the clamp
-    # keeps identical points at exactly zero distance (and the square root finite).
+    # Far from the origin the expanded form |x|^2 + |y|^2 - 2<x, y> would lose digits; it is
+    # expanded around the clouds' centre, and the clamp keeps what rounding is left non-negative
+    # (so the square root stays finite).
     x = 1e4 + rng.random((20, 3))
     sq = sqeuclidean(torch.from_numpy(x), torch.from_numpy(x))
     assert torch.all(sq >= 0)

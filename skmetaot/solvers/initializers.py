@@ -100,6 +100,11 @@ def gaussian_init(
     >>> bool(warm.n_iter[0] < cold.n_iter[0])
     True
     """
+    # f is unchanged when both supports move together: work relative to a point of x, so that
+    # the moments below round relative to the clouds' spread, not to their distance from the
+    # origin (float32 supports at 1000 + [0, 1]^2 would otherwise lose most digits of f).
+    origin = x.detach()[..., :1, :]
+    x, y = x - origin, y - origin
     mean_a, cov_a = _moments(x, a)
     mean_b, cov_b = _moments(y, b)
     dim = cov_a.shape[-1]
