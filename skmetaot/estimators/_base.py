@@ -124,8 +124,9 @@ class BaseOTEstimator(BaseEstimator):
 
         With ``checkpoint_data`` (the training data, from ``fit``) and a ``checkpoint_path``,
         the state is saved every ``checkpoint_every`` steps and at the end, and a matching
-        checkpoint found at the start is resumed. Whatever happens (divergence, interrupt),
-        ``n_iter_`` counts the completed steps and the modules are left in eval mode.
+        checkpoint found at the start is resumed. The modules train in train mode; whatever
+        happens (divergence, interrupt), ``n_iter_`` counts the completed steps and the modules
+        are left in eval mode.
         """
         path = getattr(self, "checkpoint_path", None)
         save = resume = None
@@ -146,6 +147,7 @@ class BaseOTEstimator(BaseEstimator):
                 store.save(step, training_state(self))
 
         first = self.n_iter_
+        module.train()
         try:
             train(module, step_loss, optimizer, n_steps=n_steps, first_step=first,
                   total_steps=total_steps or first + n_steps, history=self._history,

@@ -320,7 +320,6 @@ class MetaICNNTransport(BaseOTEstimator):
             self._metrics["cycle_loss"].append(out.amortization_loss)
             return out.loss
 
-        self.hypernetwork_.train()
         self._train_loop(
             self.hypernetwork_, step_loss,
             self._live_optimizer("optimizer_", self.hypernetwork_.parameters(),

@@ -307,7 +307,6 @@ class MetaSinkhornTransport(BaseOTEstimator):
         def validate() -> float:
             return -self._mean_dual(geometry, pairs, val_idx)
 
-        self.model_.train()
         self._train_loop(
             self.model_, step_loss,
             self._live_optimizer("optimizer_", self.model_.parameters(),
