@@ -60,7 +60,8 @@ def to_otresult(result: Any) -> list:
 
     ``value_linear`` is ``<C, P>`` and ``value`` the entropic primal ``<C, P> - eps H(P)`` with
     ``H(P) = -sum P (log P - 1)``; ``potentials`` are ``(f, g)`` in cost units; ``log`` holds
-    ``niter`` and ``err`` (the L1 marginal error of eq. (7)).
+    ``niter`` and ``err`` (the L1 marginal error of eq. (7)). ``plan`` is computed from the
+    potentials when read (see :func:`otresults_from_state`).
 
     Parameters
     ----------
@@ -87,8 +88,14 @@ def to_otresult(result: Any) -> list:
                                 cost=result._cost, cost_matrix=result._cost_matrix)
 
 
-def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix=None) -> list:
+def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix=None,
+                         batch_size: int | None = None) -> list:
     """POT ``OTResult`` objects for solved pairs (see :func:`to_otresult`).
+
+    The values, statuses and logs are computed batch by batch in tensor operations (the values
+    from two marginals and a cost moment, never from a plan); each result keeps its potentials
+    and computes its ``plan`` (and ``marginals``, ``sparse_plan``) from them when it is read, so
+    the list holds O(n + m) numbers per pair, not an (n, m) plan.
 
     Parameters
     ----------
@@ -99,6 +106,9 @@ def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix
     epsilon : float
     cost : str or callable
     cost_matrix : torch.Tensor, optional
+    batch_size : int, optional
+        Pairs whose values are computed together (default: the solver's memory budget,
+        ``skmetaot.solvers.entropic.default_batch_size``).
 
     Returns
     -------
@@ -113,27 +123,36 @@ def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix
     >>> pairs = HistogramPairs(torch.tensor([[0.5, 0.5]]), torch.tensor([[0.25, 0.75]]))
     >>> state = solve_pairs(pairs, epsilon=0.1, tol=1e-6)
     >>> (result,) = otresults_from_state(pairs, state, epsilon=0.1, cost="sqeuclidean")
-    >>> result.status, result.plan.shape  # torch in, torch out
+    >>> result.status, result.plan.shape  # torch in, torch out; the plan is built when read
     ('converged', torch.Size([2, 2]))
     """
-    from ot.utils import OTResult
+    from skmetaot._otresult import LazyPlanOTResult, PlanCosts
+    from skmetaot.solvers.entropic import default_batch_size, pair_geometry
+    from skmetaot.solvers.sinkhorn import plan_values
 
-    from skmetaot.solvers.entropic import iter_plans_and_costs
-
+    step = batch_size or default_batch_size(pairs, cost=cost, cost_matrix=cost_matrix)
+    costs = PlanCosts(pairs, epsilon=epsilon, cost=cost, cost_matrix=cost_matrix)
+    kind = pairs.kind
+    sizes = list(zip(pairs.source_sizes, pairs.target_sizes, strict=True))
     out = []
-    wrap = pairs.kind.wrap
-    solved = iter_plans_and_costs(pairs, state, epsilon=epsilon, cost=cost,
-                                  cost_matrix=cost_matrix)
-    for k, (plan, matrix) in enumerate(solved):
-        n, m = plan.shape
-        linear = (matrix * plan).sum()
-        entropy_term = (torch.special.xlogy(plan, plan) - plan).sum()
-        out.append(OTResult(
-            potentials=(wrap(state.f[k, :n]), wrap(state.g[k, :m])),
-            value=float(linear + epsilon * entropy_term),
-            value_linear=float(linear),
-            plan=wrap(plan),
-            status="converged" if bool(state.converged[k]) else "max_iter",
-            log={"niter": int(state.n_iter[k]), "err": float(state.errors[k])},
-        ))
+    for start in range(0, pairs.n_pairs, step):
+        stop = min(start + step, pairs.n_pairs)
+        geometry, _ = pair_geometry(pairs, list(range(start, stop)), epsilon=epsilon, cost=cost,
+                                    cost_matrix=cost_matrix)
+        f, g = state.f[start:stop], state.g[start:stop]
+        value, linear = plan_values(geometry, f, g)
+        # One transfer per batch: the per-pair loop below only slices and wraps.
+        f_out, g_out = kind.wrap(f), kind.wrap(g)
+        columns = zip(value.tolist(), linear.tolist(), state.n_iter[start:stop].tolist(),
+                      state.errors[start:stop].tolist(), state.converged[start:stop].tolist(),
+                      strict=True)
+        for offset, (val, lin, n_iter, err, converged) in enumerate(columns):
+            n, m = sizes[start + offset]
+            out.append(LazyPlanOTResult(
+                costs, start + offset, kind,
+                potentials=(f_out[offset, :n], g_out[offset, :m]),
+                value=val, value_linear=lin,
+                status="converged" if converged else "max_iter",
+                log={"niter": n_iter, "err": err},
+            ))
     return out

@@ -120,11 +120,63 @@ def _finite_on_support(values: torch.Tensor, weights: torch.Tensor, name: str) -
     return torch.where(weights > 0, values, torch.zeros_like(values))
 
 
-def _default_batch_size(pairs: MeasurePairs, cost_matrix: torch.Tensor | None) -> int:
-    if pairs.shared_support and (cost_matrix is None or cost_matrix.ndim == 2):
-        return max(1, pairs.n_pairs)
-    per_problem = max(pairs.source_sizes) * max(pairs.target_sizes)
-    return max(1, DENSE_CHUNK_ELEMENTS // per_problem)
+#: Elements of a batch's (B, n + m) working tensors on a CPU (2 MB in float64): beyond the
+#: cache, larger batches of problems on shared supports only run slower there.
+CPU_BATCH_ELEMENTS = 1 << 18
+
+
+def default_batch_size(
+    pairs: MeasurePairs,
+    *,
+    cost: CostSpec = "sqeuclidean",
+    cost_matrix: torch.Tensor | None = None,
+    dense: bool = False,
+) -> int:
+    """Problems per batch that keep a batch's intermediate tensors within the memory budget.
+
+    The budget is :data:`~skmetaot.geometry.DENSE_CHUNK_ELEMENTS` elements (256 MB in
+    float64). A batch that forms (B, n, m) tensors (per-pair supports or costs, plans, maps:
+    ``dense=True``) holds ``n m`` elements per problem. On shared supports a Sinkhorn step,
+    a prediction or the values of a plan hold O(n + m), with a worst case (the kernels'
+    exact fallback) of ``n m`` for a dense kernel and ``n`` times the longest axis on a grid;
+    on a CPU the batch is further capped at ``CPU_BATCH_ELEMENTS / (n + m)`` problems, which
+    run fastest there.
+
+    Parameters
+    ----------
+    pairs : MeasurePairs
+        The pairs (their sizes, supports and device decide).
+    cost : str or callable, default="sqeuclidean"
+    cost_matrix : torch.Tensor, optional
+        (n, m) or (N, n, m) costs overriding ``cost``.
+    dense : bool, default=False
+        Whether the batch forms (B, n, m) tensors.
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Examples
+    --------
+    >>> from skmetaot.datasets import make_mnist_pairs
+    >>> pairs = make_mnist_pairs(10, split="test", random_state=0)  # 28 x 28 grids, on the CPU
+    >>> default_batch_size(pairs), default_batch_size(pairs, dense=True)
+    (167, 54)
+    """
+    n, m = max(pairs.source_sizes), max(pairs.target_sizes)
+    per_problem = n * m
+    shared = pairs.shared_support and (cost_matrix is None or cost_matrix.ndim == 2)
+    if not shared or dense:
+        return max(1, DENSE_CHUNK_ELEMENTS // per_problem)
+    grid_x, grid_y = getattr(pairs, "grid_x", None), getattr(pairs, "grid_y", None)
+    if cost_matrix is None and is_sqeuclidean(cost) and grid_x is not None and (
+            grid_y is not None):
+        per_problem = max(n * max(len(v) for v in grid_y), m * max(len(u) for u in grid_x))
+    size = DENSE_CHUNK_ELEMENTS // per_problem
+    if _device_of(pairs).type == "cpu":
+        size = min(size, CPU_BATCH_ELEMENTS // (n + m))
+    return max(1, size)
 
 
 def solve_pairs(
@@ -149,8 +201,8 @@ def solve_pairs(
     cost_matrix : torch.Tensor, optional
         (n, m) or (N, n, m) costs overriding ``cost``.
     batch_size : int, optional
-        Problems solved together; by default all of them for shared supports, and as many as keep
-        the dense cost tensors within a fixed memory budget otherwise.
+        Problems solved together; by default as many as keep a batch within a fixed memory
+        budget (``skmetaot.solvers.entropic.default_batch_size``).
 
     Returns
     -------
@@ -172,7 +224,7 @@ def solve_pairs(
     [False, False, False, True]
     """
     _check_scalars(epsilon, tol, max_iter, batch_size)
-    step = batch_size or _default_batch_size(pairs, cost_matrix)
+    step = batch_size or default_batch_size(pairs, cost=cost, cost_matrix=cost_matrix)
     states = []
     for start in range(0, pairs.n_pairs, step):
         indices = list(range(start, min(start + step, pairs.n_pairs)))
@@ -262,7 +314,7 @@ def iter_plans_and_costs(
     Plans are computed a batch at a time from one geometry per batch, so a shared cost is
     built once per batch.
     """
-    step = _default_batch_size(pairs, cost_matrix) if not pairs.shared_support else 64
+    step = default_batch_size(pairs, cost=cost, cost_matrix=cost_matrix, dense=True)
     sizes = list(zip(pairs.source_sizes, pairs.target_sizes, strict=True))
     for start in range(0, pairs.n_pairs, step):
         indices = list(range(start, min(start + step, pairs.n_pairs)))
@@ -393,7 +445,8 @@ def sinkhorn(
     return_plan : bool, default=False
         Also compute the (N, n, m) couplings.
     batch_size : int, optional
-        Problems solved together (bounded memory for large collections).
+        Problems solved together; by default as many as keep a batch within a fixed memory
+        budget (``skmetaot.solvers.entropic.default_batch_size``).
     device : str or torch.device, optional
         Where to compute; default: the input's device ("auto" picks CUDA when present).
     dtype : {"float32", "float64"}, optional
