@@ -13,9 +13,12 @@ BENCHMARKS = {
     "w2": "B3: neural W2 maps (Amos 2023, W2GN, Makkuva) on the W2 benchmark and Gaussians",
     "color_transfer": "B4: Meta ICNN colour transfer on held-out images vs W2GN",
     "domain_adaptation": "B5: digits domain adaptation in a Pipeline vs POT's DA transports",
+    "scale": "streamed training memory at 1x/10x/100x pairs, 1 vs 2 processes, and refine of "
+             "10,000 MNIST pairs vs batches of 64 (CPU; writes bench_scale_training and "
+             "bench_scale_refine)",
 }
 #: Benchmark names whose module in skmetaot._benchmarks is named otherwise.
-BENCHMARK_MODULES = {"sinkhorn": "cold_sinkhorn"}
+BENCHMARK_MODULES = {"sinkhorn": "cold_sinkhorn", "scale": "scale_training"}
 DEMO_CHECKPOINTS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
 
 DESCRIPTION = """\
@@ -91,6 +94,11 @@ def _bench(args: argparse.Namespace) -> None:
 
     # Each benchmark is imported only when asked for.
     module = import_module(f"skmetaot._benchmarks.{BENCHMARK_MODULES.get(args.name, args.name)}")
+    if args.name == "scale":  # two sections, two result files
+        for name, payload in module.run_all(args.quick).items():
+            write_results(name, payload, payload["table"], Path(args.out))
+            print(payload["table"])
+        return
     if args.name == "meta_sinkhorn":
         payload = module.run(args.quick)
     elif args.name == "sinkhorn":

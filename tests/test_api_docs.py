@@ -33,6 +33,7 @@ PUBLIC_MODULES = (
     "skmetaot.amortize",
     "skmetaot.costs",
     "skmetaot.datasets",
+    "skmetaot.distributed",
     "skmetaot.estimators",
     "skmetaot.geometry",
     "skmetaot.measures",
@@ -40,6 +41,7 @@ PUBLIC_MODULES = (
     "skmetaot.nn",
     "skmetaot.plotting",
     "skmetaot.pot",
+    "skmetaot.sampling",
     "skmetaot.solvers",
 )
 

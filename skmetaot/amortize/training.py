@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from skmetaot import distributed
+
 #: Each recovered step multiplies the learning rate by this factor from then on.
 RECOVERY_FACTOR = 0.1
 
@@ -160,7 +162,12 @@ def train(
       :class:`TrainingDiverged` instead, with the last good state restored;
     * a :class:`KeyboardInterrupt` stops training with the parameters of the last completed
       step (the last good ones if it struck during an update), ``history.n_steps`` counting the
-      completed steps, and is re-raised.
+      completed steps, and is re-raised;
+    * ``step_loss`` raising :class:`StopIteration` (its stream of data has ended) stops
+      training after the completed steps, without error.
+
+    Under :mod:`torch.distributed` the recorded loss is the mean over the processes, so every
+    rank takes the same decisions; the progress bar shows on rank 0 only.
 
     Parameters
     ----------
@@ -206,7 +213,8 @@ def train(
     Returns
     -------
     int
-        The global step after training (``first_step + n_steps``).
+        The global step after training: ``first_step + n_steps``, or fewer when the data
+        stream ended.
 
     Examples
     --------
@@ -232,15 +240,19 @@ def train(
     history.n_steps = start
     good = _LastGoodState(module, optimizer, start)
     start_time = time.perf_counter()
-    bar = tqdm(range(start, end), desc=description, disable=not verbose, leave=False)
+    bar = tqdm(range(start, end), desc=description, leave=False,
+               disable=not verbose or not distributed.is_main_process())
     updating = False
     try:
         for step in bar:
             rate = cosine_learning_rate(learning_rate, step, total, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = rate * RECOVERY_FACTOR ** len(history.recoveries)
-            loss = step_loss(step)
-            value = float(loss.detach())
+            try:
+                loss = step_loss(step)
+            except StopIteration:
+                break
+            value = float(distributed.mean_over_processes(loss.detach()))
             problem = None
             if not math.isfinite(value) or (max_abs_loss is not None
                                             and abs(value) > max_abs_loss):
@@ -287,5 +299,5 @@ def train(
         bar.close()
         history.seconds += time.perf_counter() - start_time
     if checkpoint is not None:
-        checkpoint(end)
-    return end
+        checkpoint(history.n_steps)
+    return history.n_steps

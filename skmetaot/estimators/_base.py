@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
 
+from skmetaot import distributed
 from skmetaot._backend import resolve_device, resolve_dtype
 from skmetaot.amortize.training import train
 from skmetaot.estimators._checkpoint import (
@@ -22,6 +24,7 @@ from skmetaot.estimators._checkpoint import (
     restore_training_state,
     training_state,
 )
+from skmetaot.sampling import open_stream, rebatch, seed_from_random_state
 
 
 class BaseOTEstimator(BaseEstimator):
@@ -48,7 +51,8 @@ class BaseOTEstimator(BaseEstimator):
 
     def _seed_generator(self) -> torch.Generator:
         """A CPU generator seeded from ``random_state`` (reproducible runs on the CPU)."""
-        seed = int(check_random_state(getattr(self, "random_state", None)).randint(2**31 - 1))
+        seed = seed_from_random_state(getattr(self, "random_state", None))
+        self._seed = seed
         torch.manual_seed(seed)
         return torch.Generator().manual_seed(seed)
 
@@ -116,10 +120,54 @@ class BaseOTEstimator(BaseEstimator):
                             f"{type(path).__name__}")
         check_positive_int(getattr(self, "checkpoint_every", 1), "checkpoint_every")
 
+    def _open_stream(self, data: Any, *, cycle: bool, initialise: bool, convert: Any,
+                     concat: Any) -> tuple[Any, Iterator[Any]]:
+        """The first batch of a stream of pairs and an iterator over all its batches.
+
+        ``convert(item, fitting)`` turns one item into the estimator's collection type (with
+        ``n_pairs``), ``concat(list)`` joins small ones into batches of ``batch_size`` pairs.
+        When ``initialise``, the first item initialises the estimator (``_initialise``). Our
+        samplers are then started again from their seed, so that every batch is drawn by the
+        generator that checkpoints save (``_batch_generator``).
+        """
+        seed = seed_from_random_state(self.random_state) if initialise else self._seed
+        items, generator = open_stream(data, self.batch_size, seed, cycle=cycle)
+        try:
+            first_item = next(items)
+        except StopIteration:
+            raise ValueError("the stream of pairs is empty") from None
+        first = convert(first_item, fitting=initialise)
+        if initialise:
+            self._initialise(first)
+        if generator is not None:
+            items, generator = open_stream(data, self.batch_size, seed, cycle=cycle)
+            self._batch_generator = generator
+        else:
+            items = itertools.chain([first_item], items)
+        batches = rebatch((convert(item, fitting=False) for item in items), self.batch_size,
+                          concat=concat, size=lambda batch: batch.n_pairs)
+        return first, batches
+
+    def _fit_stream(self, data: Any, n_steps: int | None, *, fitting: bool,
+                    initialise: bool) -> Any:
+        """Train on a stream: ``max_iter`` steps for ``fit``, one pass or ``n_steps`` else."""
+        if not fitting and n_steps is None and getattr(data, "n_batches", 0) is None:
+            raise ValueError("the sampler is endless: give n_steps")
+        steps = self.max_iter if fitting else (
+            2**62 if n_steps is None else check_positive_int(n_steps, "n_steps"))
+        before = self.n_iter_ if not initialise else 0
+        self._train_stream(data, steps, total_steps=steps if fitting else None,
+                           initialise=initialise)
+        done = self.n_iter_ - before
+        if fitting and done < steps:
+            warnings.warn(f"the stream of pairs ended after {done} of max_iter={steps} "
+                          "training steps", RuntimeWarning, stacklevel=3)
+        return self
+
     def _train_loop(self, module: torch.nn.Module, step_loss: Any,
                     optimizer: torch.optim.Optimizer, *, n_steps: int,
                     total_steps: int | None = None, checkpoint_data: tuple | None = None,
-                    **options: Any) -> None:
+                    distribute: str | None = None, **options: Any) -> None:
         """Run :func:`skmetaot.amortize.train` from ``n_iter_``; leave a usable estimator.
 
         With ``checkpoint_data`` (the training data, from ``fit``) and a ``checkpoint_path``,
@@ -127,6 +175,11 @@ class BaseOTEstimator(BaseEstimator):
         checkpoint found at the start is resumed. The modules train in train mode; whatever
         happens (divergence, interrupt), ``n_iter_`` counts the completed steps and the modules
         are left in eval mode.
+
+        ``distribute`` names the attribute holding ``module``: under :mod:`torch.distributed` it
+        holds the module wrapped in DistributedDataParallel while training (so that the loss,
+        which calls it, synchronises the gradients), and the plain module again afterwards.
+        Rank 0 alone writes the checkpoints.
         """
         path = getattr(self, "checkpoint_path", None)
         save = resume = None
@@ -144,10 +197,14 @@ class BaseOTEstimator(BaseEstimator):
                 return self.resumed_from_
 
             def save(step: int) -> None:
-                store.save(step, training_state(self))
+                state = training_state(self)  # on every rank: it gathers their generators
+                if distributed.is_main_process():
+                    store.save(step, state)
 
         first = self.n_iter_
         module.train()
+        if distribute is not None:
+            setattr(self, distribute, distributed.wrap(module))
         try:
             train(module, step_loss, optimizer, n_steps=n_steps, first_step=first,
                   total_steps=total_steps or first + n_steps, history=self._history,
@@ -155,6 +212,8 @@ class BaseOTEstimator(BaseEstimator):
                   checkpoint_every=getattr(self, "checkpoint_every", 0) if save else 0,
                   resume=resume, **options)
         finally:
+            if distribute is not None:
+                setattr(self, distribute, module)
             self.n_iter_ = self._history.n_steps
             module.eval()
 

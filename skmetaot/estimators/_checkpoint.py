@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from skmetaot import distributed
 from skmetaot.amortize.training import TrainingHistory
 
 FORMAT = "skmetaot-training-checkpoint/1"
@@ -34,7 +35,8 @@ def data_fingerprint(*arrays: Any) -> str:
 
     Parameters
     ----------
-    *arrays : torch.Tensor, numpy.ndarray or None
+    *arrays : torch.Tensor, numpy.ndarray, None or plain values
+        Plain values (strings, numbers, tuples) enter by their ``repr``.
 
     Returns
     -------
@@ -43,8 +45,8 @@ def data_fingerprint(*arrays: Any) -> str:
     """
     digest = hashlib.blake2b(digest_size=16)
     for array in arrays:
-        if array is None:
-            digest.update(b"none")
+        if array is None or isinstance(array, (str, bytes, int, float, tuple)):
+            digest.update(repr(array).encode())  # a description standing for a stream
             continue
         tensor = torch.as_tensor(array).detach().cpu().contiguous()
         digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
@@ -87,7 +89,7 @@ def training_state(estimator: Any) -> dict[str, Any]:
                              "torch_rng": torch.get_rng_state()}
     for name, value in vars(estimator).items():
         if isinstance(value, torch.nn.Module):
-            state["modules"][name] = _to_cpu(value.state_dict())
+            state["modules"][name] = _to_cpu(distributed.unwrap(value).state_dict())
         elif isinstance(value, torch.optim.Optimizer):
             state["optimizers"][name] = _to_cpu(value.state_dict())
         elif isinstance(value, torch.Generator):
@@ -97,6 +99,10 @@ def training_state(estimator: Any) -> dict[str, Any]:
     metrics = getattr(estimator, "_metrics", None)
     if metrics is not None:
         state["metrics"] = {k: list(v) for k, v in metrics.items()}
+    if distributed.is_distributed():
+        # Each process draws its own batches: keep every rank's generators (a collective call,
+        # made by every rank at the same step).
+        state["rank_generators"] = distributed.gather(state.pop("generators"))
     return state
 
 
@@ -106,10 +112,20 @@ def restore_training_state(estimator: Any, state: dict[str, Any]) -> None:
     In place, because the training loop already holds the modules, the optimiser and the
     history: replacing the objects would leave it training copies.
     """
+    if "rank_generators" in state:
+        per_rank = state["rank_generators"]
+        if len(per_rank) != distributed.world_size():
+            raise ValueError(f"the checkpoint was written by {len(per_rank)} processes; resume "
+                             f"it with as many (this run has {distributed.world_size()})")
+        state = {**state, "generators": per_rank[distributed.rank()]}
+    elif distributed.is_distributed():
+        raise ValueError("the checkpoint was written by one process; resume it with one")
     for kind, loader in (("modules", "load_state_dict"), ("optimizers", "load_state_dict"),
                          ("generators", "set_state")):
         for name, value in state[kind].items():
             target = getattr(estimator, name, None)
+            if isinstance(target, torch.nn.Module):
+                target = distributed.unwrap(target)
             if target is None:
                 raise ValueError(f"the checkpoint has a {kind[:-1]} {name!r} that this "
                                  "estimator does not")

@@ -114,19 +114,26 @@ class MeasureCollection:
         """Number of pairs."""
         return len(self.index)
 
-    def sample(self, pair_ids: np.ndarray, n_samples: int, generator: torch.Generator,
-               device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n_samples`` points of each side of the pairs ``pair_ids``: (B, n, d) twice."""
+    def sample(self, pair_ids: np.ndarray, n_samples: int,
+               generator: torch.Generator | Sequence[torch.Generator], device: torch.device,
+               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n_samples`` points of each side of the pairs ``pair_ids``: (B, n, d) twice.
+
+        ``generator`` is one generator, or one per pair of ``pair_ids`` (each pair's draws
+        then do not depend on the pairs drawn with it).
+        """
         sides = []
         for side in (0, 1):
             drawn = []
-            for k in pair_ids:
+            for position, k in enumerate(pair_ids):
+                own = (generator if isinstance(generator, torch.Generator)
+                       else generator[position])
                 measure = self.measures[self.index[k, side]]
                 if measure.weights is None:
-                    pick = torch.randint(len(measure.points), (n_samples,), generator=generator)
+                    pick = torch.randint(len(measure.points), (n_samples,), generator=own)
                 else:
                     pick = torch.multinomial(measure.weights, n_samples, replacement=True,
-                                             generator=generator)
+                                             generator=own)
                 drawn.append(measure.points[pick])
             sides.append(torch.stack(drawn).to(device, dtype))
         return sides[0], sides[1]
@@ -169,6 +176,16 @@ class MeasureCollection:
             padded[row, :len(cloud)] = cloud.to(device, dtype)
             mass[row, :len(cloud)] = weights.to(device, dtype)
         return padded, mass
+
+
+def concat_collections(parts: list[MeasureCollection]) -> MeasureCollection:
+    """One collection of the pairs of several (each part's measures, its indices shifted)."""
+    measures: list[ContinuousMeasure] = []
+    index = []
+    for part in parts:
+        index.append(part.index + len(measures))
+        measures += part.measures
+    return MeasureCollection(measures, np.concatenate(index))
 
 
 def as_measure_collection(data: Any) -> MeasureCollection:

@@ -19,16 +19,22 @@ from skmetaot.estimators._base import (
     check_positive_float,
     check_positive_int,
 )
-from skmetaot.estimators._collection import MeasureCollection, as_measure_collection
+from skmetaot.estimators._collection import (
+    ENCODE_POINTS,
+    IMAGE_SIDE,
+    MeasureCollection,
+    as_measure_collection,
+    concat_collections,
+)
 from skmetaot.estimators._potential import TransportPotential
+from skmetaot.geometry import DENSE_CHUNK_ELEMENTS
 from skmetaot.nn import ICNN
 from skmetaot.nn.encoders import ImageEncoder, SetEncoder
 from skmetaot.nn.hypernetwork import FunctionalPotential, GradientMap, PairHypernetwork
+from skmetaot.sampling import RandomBatches, is_stream
 
 ENCODERS = ("auto", "set", "image")
 BASELINES = ("gaussian", None)
-#: Pairs predicted (or refined) at once, so collections of any size run in bounded memory.
-PREDICT_BATCH = 64
 
 
 class MetaICNNTransport(BaseOTEstimator):
@@ -258,11 +264,15 @@ class MetaICNNTransport(BaseOTEstimator):
 
         Parameters
         ----------
-        pairs : sequence of (source, target)
+        pairs : sequence of (source, target), or a stream of pairs
             Each measure a point cloud (n, d), a weighted ``(points, weights)`` pair or an image
             (H, W, C) (a measure over its pixel values); or an array of image pairs
             (N, 2, H, W, C). Sizes may differ between measures; a measure object that appears
-            in several pairs is stored once.
+            in several pairs is stored once. Or a stream never held whole: a
+            :class:`~skmetaot.sampling.PairSampler` over a list of measures, an iterable or
+            generator of pairs or of lists of pairs, a ``DataLoader`` or ``Dataset`` (see
+            :ref:`streaming`); the first batch decides the dimension and the encoder and
+            seeds the identity pre-training.
         y : None
             Ignored (no solved problems are needed).
 
@@ -273,6 +283,8 @@ class MetaICNNTransport(BaseOTEstimator):
         self._check_params()
         self.__dict__.pop("n_features_in_", None)
         self.__dict__.pop("encoder_", None)
+        if is_stream(pairs):
+            return self._fit_stream(pairs, None, fitting=True, initialise=True)
         collection = self._collection(pairs)
         self._initialise(collection)
         measures = collection.measures
@@ -290,7 +302,8 @@ class MetaICNNTransport(BaseOTEstimator):
         y : None
             Ignored.
         n_steps : int, optional
-            Steps to take; default ``ceil(n_pairs / batch_size)``.
+            Steps to take; default ``ceil(n_pairs / batch_size)`` for a collection, and until
+            a stream ends (give ``n_steps`` for an endless sampler).
 
         Returns
         -------
@@ -299,17 +312,35 @@ class MetaICNNTransport(BaseOTEstimator):
         first = not hasattr(self, "hypernetwork_")
         if first:
             self._check_params()
+        if is_stream(pairs):
+            return self._fit_stream(pairs, n_steps, fitting=False, initialise=first)
         collection = self._collection(pairs)
         if first:
             self._initialise(collection)
         steps = n_steps or -(-collection.n_pairs // self.batch_size)
         return self._train(collection, check_positive_int(steps, "n_steps"), None)
 
-    def _train(self, collection: MeasureCollection, n_steps: int, total_steps: int | None,
-               checkpoint_data: tuple | None = None) -> MetaICNNTransport:
+    def _train_stream(self, data: Any, n_steps: int, total_steps: int | None,
+                      initialise: bool) -> None:
+        _, batches = self._open_stream(
+            data, cycle=total_steps is not None, initialise=initialise,
+            convert=lambda item, fitting: self._collection(item), concat=concat_collections)
+        self._train(None, n_steps, total_steps,
+                    batches=((batch, np.arange(batch.n_pairs)) for batch in batches),
+                    checkpoint_data=("stream", repr(type(data)), self.batch_size)
+                    if total_steps is not None else None)
+
+    def _train(self, collection: MeasureCollection | None, n_steps: int,
+               total_steps: int | None, checkpoint_data: tuple | None = None,
+               batches: Any = None) -> MetaICNNTransport:
+        if batches is None:  # a collection in memory: random pairs of it, as RandomBatches
+            draws = RandomBatches(np.arange(collection.n_pairs), self.batch_size).iterate(
+                self._seed)
+            self._batch_generator = draws.generator
+            batches = ((collection, pick) for pick in draws)
+
         def step_loss(step: int) -> torch.Tensor:
-            pick = torch.randint(collection.n_pairs, (self.batch_size,),
-                                 generator=self._generator).numpy()
+            collection, pick = next(batches)
             x, y = collection.sample(pick, self.n_samples, self._generator, self._device_,
                                      self._dtype_)
             params = self.hypernetwork_(self._encoder_inputs(collection, pick, 0, x),
@@ -325,7 +356,8 @@ class MetaICNNTransport(BaseOTEstimator):
             self._live_optimizer("optimizer_", self.hypernetwork_.parameters(),
                                  lambda p: torch.optim.Adam(p, lr=self.learning_rate)),
             n_steps=n_steps, total_steps=total_steps, checkpoint_data=checkpoint_data,
-            learning_rate=self.learning_rate, grad_clip=self.grad_clip,
+            distribute="hypernetwork_", learning_rate=self.learning_rate,
+            grad_clip=self.grad_clip,
             warmup=max(1, (total_steps or n_steps) // 20) if total_steps else 0,
             description="MetaICNNTransport")
         return self
@@ -337,10 +369,33 @@ class MetaICNNTransport(BaseOTEstimator):
         return {**self._history.as_dict(), **{k: list(v) for k, v in self._metrics.items()}}
 
     # -- prediction ---------------------------------------------------------------------------
-    def _predict_params(self, collection: MeasureCollection) -> torch.Tensor:
+    def _batches(self, collection: MeasureCollection, batch_size: int | None,
+                 refine: bool = False, ids: np.ndarray | None = None) -> list[np.ndarray]:
+        """``ids`` (default: all pairs) in batches of ``batch_size`` pairs.
+
+        ``batch_size`` is a method argument, not the training one; by default, as many pairs
+        as keep a batch's activations within the memory budget.
+        """
+        ids = np.arange(collection.n_pairs) if ids is None else ids
+        if batch_size is not None:
+            size = check_positive_int(batch_size, "batch_size")
+        else:  # elements held per pair, at the default network widths
+            dim = self.n_features_in_
+            if refine:  # W2GN: samples through both ICNNs, with gradients and conjugates
+                per_pair = 8 * self.n_samples * (dim + sum(self.icnn_hidden_sizes))
+            elif self.encoder_ == "image":  # the feature maps of two images
+                per_pair = 120 * IMAGE_SIDE ** 2
+            else:  # the per-point features of two measures
+                largest = max(len(m.points) for m in collection.measures)
+                per_pair = 2 * min(largest, ENCODE_POINTS) * (dim + 256)
+            size = max(1, DENSE_CHUNK_ELEMENTS // per_pair)
+        return [ids[start:start + size] for start in range(0, len(ids), size)]
+
+    def _predict_params(self, collection: MeasureCollection, batch_size: int | None = None,
+                        ids: np.ndarray | None = None) -> torch.Tensor:
         out = []
         with torch.no_grad():
-            for chunk in _chunks(collection.n_pairs):
+            for chunk in self._batches(collection, batch_size, ids=ids):
                 out.append(self.hypernetwork_(self._encoder_inputs(collection, chunk, 0),
                                               self._encoder_inputs(collection, chunk, 1)))
         return torch.cat(out)
@@ -367,27 +422,32 @@ class MetaICNNTransport(BaseOTEstimator):
             psi, self.n_features_in_, amortizer=GradientMap(psi_bar), conjugate_tol=1e-4,
             device=self._device_, dtype=self._dtype_, parameters=parameters)
 
-    def _predicted_potentials(self, collection: MeasureCollection) -> list[TransportPotential]:
-        params = self._predict_params(collection)
+    def _predicted_potentials(self, collection: MeasureCollection,
+                              batch_size: int | None = None) -> list[TransportPotential]:
+        params = self._predict_params(collection, batch_size)
         baselines = self._baselines(collection, np.arange(collection.n_pairs))
         return [self._potential(row, baselines and baselines[k])
                 for k, row in enumerate(params)]
 
-    def predict_params(self, pairs: Any) -> np.ndarray:
+    def predict_params(self, pairs: Any, *, batch_size: int | None = None) -> np.ndarray:
         """The raw predicted parameters, ``psi`` then ``psi_bar``, one row per pair.
 
         Parameters
         ----------
         pairs : as in :meth:`fit`
+        batch_size : int, optional
+            Pairs encoded at once (not the training ``batch_size``); default: as many as keep
+            the encoder's activations within a fixed memory budget.
 
         Returns
         -------
         ndarray of shape (n_pairs, 2 * ``icnn_.n_params``)
         """
         check_is_fitted(self, "hypernetwork_")
-        return self._predict_params(self._collection(pairs)).cpu().numpy()
+        return self._predict_params(self._collection(pairs), batch_size).cpu().numpy()
 
-    def predict_potentials(self, pairs: Any) -> list[TransportPotential]:
+    def predict_potentials(self, pairs: Any, *,
+                           batch_size: int | None = None) -> list[TransportPotential]:
         """One potential object per pair: ``psi(x)``, ``.transform``, ``.inverse_transform``.
 
         ``inverse_transform`` starts from the predicted inverse map ``grad psi_bar`` and
@@ -396,20 +456,24 @@ class MetaICNNTransport(BaseOTEstimator):
         Parameters
         ----------
         pairs : as in :meth:`fit`
+        batch_size : int, optional
+            As in :meth:`predict_params`.
 
         Returns
         -------
         list of TransportPotential
         """
         check_is_fitted(self, "hypernetwork_")
-        return self._predicted_potentials(self._collection(pairs))
+        return self._predicted_potentials(self._collection(pairs), batch_size)
 
-    def transform(self, pairs: Any) -> list[Any]:
+    def transform(self, pairs: Any, *, batch_size: int | None = None) -> list[Any]:
         """Push each pair's source samples through its predicted map ``grad psi``.
 
         Parameters
         ----------
         pairs : as in :meth:`fit`
+        batch_size : int, optional
+            As in :meth:`predict_params`.
 
         Returns
         -------
@@ -420,7 +484,7 @@ class MetaICNNTransport(BaseOTEstimator):
         check_is_fitted(self, "hypernetwork_")
         collection = self._collection(pairs)
         mapped = []
-        for k, potential in enumerate(self._predicted_potentials(collection)):
+        for k, potential in enumerate(self._predicted_potentials(collection, batch_size)):
             measure = collection.measures[collection.index[k, 0]]
             pushed = potential.transform(measure.points.to(self._device_))
             if measure.image_shape is not None:
@@ -429,7 +493,8 @@ class MetaICNNTransport(BaseOTEstimator):
         return mapped
 
     def refine(self, pairs: Any, max_iter: int | None = None, *, init: str = "meta",
-               learning_rate: float | None = None) -> list[TransportPotential]:
+               learning_rate: float | None = None,
+               batch_size: int | None = None) -> list[TransportPotential]:
         """Fine-tune each pair's potentials with W2GN from the prediction.
 
         Parameters
@@ -442,6 +507,11 @@ class MetaICNNTransport(BaseOTEstimator):
             baseline a prediction has to beat).
         learning_rate : float, optional
             Default ``refine_learning_rate``.
+        batch_size : int, optional
+            Pairs refined together (not the training ``batch_size``); default: as many as keep
+            a W2GN step's activations within a fixed memory budget. Each pair draws its
+            samples from its own generator, so the results do not depend on it beyond
+            rounding.
 
         Returns
         -------
@@ -455,20 +525,24 @@ class MetaICNNTransport(BaseOTEstimator):
         rate = check_positive_float(learning_rate or self.refine_learning_rate, "learning_rate")
         collection = self._collection(pairs)
         meta = init == "meta"
-        start = (self._predict_params(collection) if meta
-                 else self.hypernetwork_.base.detach().expand(collection.n_pairs, -1))
+        # One draw per call seeds a generator per pair: the samples a pair sees, hence its
+        # result, do not depend on the pairs it is batched with.
+        seed = int(torch.randint(2**62, (1,), generator=self._generator))
         refined = []
-        for chunk in _chunks(collection.n_pairs):
+        for chunk in self._batches(collection, batch_size, refine=True):
+            start = (self._predict_params(collection, ids=chunk) if meta
+                     else self.hypernetwork_.base.detach().expand(len(chunk), -1))
             baselines = self._baselines(collection, chunk) if meta else None
+            generators = [torch.Generator().manual_seed(seed + int(k)) for k in chunk]
             params = refine_w2gn(
-                self.icnn_, start[chunk], lambda chunk=chunk: collection.sample(
-                    chunk, self.n_samples, self._generator, self._device_, self._dtype_),
+                self.icnn_, start, lambda chunk=chunk, generators=generators: collection.sample(
+                    chunk, self.n_samples, generators, self._device_, self._dtype_),
                 steps, learning_rate=rate, cycle_weight=self.cycle_weight, baseline=baselines)
             refined += [self._potential(row, baselines and baselines[k])
                         for k, row in enumerate(params)]
         return refined
 
-    def score(self, pairs: Any, y: None = None) -> float:
+    def score(self, pairs: Any, y: None = None, *, batch_size: int | None = None) -> float:
         """Mean dual objective of the predicted potentials, with exact conjugates.
 
         ``V(psi) = -E_alpha psi - E_beta psi*`` (higher is better; the optimum gives
@@ -479,6 +553,8 @@ class MetaICNNTransport(BaseOTEstimator):
         pairs : as in :meth:`fit`
         y : None
             Ignored.
+        batch_size : int, optional
+            As in :meth:`predict_params`.
 
         Returns
         -------
@@ -487,14 +563,9 @@ class MetaICNNTransport(BaseOTEstimator):
         check_is_fitted(self, "hypernetwork_")
         collection = self._collection(pairs)
         values = []
-        for k, potential in enumerate(self._predicted_potentials(collection)):
+        for k, potential in enumerate(self._predicted_potentials(collection, batch_size)):
             ids = np.array([k])
             (x,), (a,) = collection.encoding_points(ids, 0, self._device_, self._dtype_)
             (y_pts,), (b,) = collection.encoding_points(ids, 1, self._device_, self._dtype_)
             values.append(potential.dual_value(x, y_pts, a, b))
         return float(np.mean(values))
-
-
-def _chunks(n_pairs: int) -> list[np.ndarray]:
-    """Pair indices in batches of at most PREDICT_BATCH (bounded memory for any collection)."""
-    return np.array_split(np.arange(n_pairs), -(-n_pairs // PREDICT_BATCH))

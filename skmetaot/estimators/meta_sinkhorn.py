@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,12 +25,15 @@ from skmetaot.estimators._base import (
 from skmetaot.measures import HistogramPairs, as_pairs
 from skmetaot.nn import MLP
 from skmetaot.pot import otresults_from_state
-from skmetaot.solvers.entropic import pair_geometry, solve_pairs
+from skmetaot.sampling import RandomBatches, concat_histograms, histogram_batch, is_stream
+from skmetaot.solvers.entropic import (
+    _check_scalars,
+    default_batch_size,
+    pair_geometry,
+    solve_pairs,
+)
 from skmetaot.solvers.initializers import gaussian_init
 from skmetaot.solvers.sinkhorn import barycentric_map, c_transform, transport_plan
-
-#: Pairs pushed through the network at once by the prediction methods.
-PREDICT_BATCH = 512
 
 
 class MetaSinkhornTransport(BaseOTEstimator):
@@ -238,12 +241,20 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return base + correction
 
     def fit(self, pairs: Any, y: None = None) -> MetaSinkhornTransport:
-        """Train the potential predictor on a collection of pairs.
+        """Train the potential predictor on a collection or a stream of pairs.
 
         Parameters
         ----------
-        pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
-            Training pairs on shared supports (e.g. images or an (N, 2, H, W) array).
+        pairs : collection or stream of pairs
+            A collection in memory: :class:`~skmetaot.HistogramPairs` or anything
+            :func:`skmetaot.as_pairs` accepts on shared supports (e.g. an (N, 2, H, W) array
+            of image pairs); batches are drawn from it at random (as
+            :class:`~skmetaot.sampling.RandomBatches` with this ``random_state`` draws them).
+            Or a stream that is never held whole: a :class:`~skmetaot.sampling.PairSampler`, an
+            iterable or generator of pairs or of mini-batches of pairs, a
+            :class:`torch.utils.data.DataLoader` or ``Dataset`` (see :ref:`streaming`). Each
+            training step takes ``batch_size`` pairs from it; a stream that ends before
+            ``max_iter`` steps ends training there (with a warning).
         y : None
             Ignored (no solved problems are needed).
 
@@ -253,6 +264,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         """
         self._check_params()
         self._device_, self._dtype_ = self._torch_device(), self._torch_dtype()
+        if is_stream(pairs):
+            return self._fit_stream(pairs, None, fitting=True, initialise=True)
         pairs = self._validate_pairs(pairs, fitting=True)
         self._initialise(pairs)
         return self._train(pairs, self.max_iter, total_steps=self.max_iter,
@@ -263,11 +276,13 @@ class MetaSinkhornTransport(BaseOTEstimator):
 
         Parameters
         ----------
-        pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
+        pairs : collection or stream of pairs
+            As in :meth:`fit`.
         y : None
             Ignored.
         n_steps : int, optional
-            Steps to take; default ``ceil(len(pairs) / batch_size)``.
+            Steps to take; default ``ceil(len(pairs) / batch_size)`` for a collection, and
+            until a stream ends (give ``n_steps`` for an endless one).
 
         Returns
         -------
@@ -277,27 +292,48 @@ class MetaSinkhornTransport(BaseOTEstimator):
         if first:
             self._check_params()
             self._device_, self._dtype_ = self._torch_device(), self._torch_dtype()
+        if is_stream(pairs):
+            return self._fit_stream(pairs, n_steps, fitting=False, initialise=first)
         pairs = self._validate_pairs(pairs, fitting=first)
         if first:
             self._initialise(pairs)
         steps = n_steps or -(-pairs.n_pairs // self.batch_size)
         return self._train(pairs, check_positive_int(steps, "n_steps"), total_steps=None)
 
+    def _train_stream(self, data: Any, n_steps: int, total_steps: int | None,
+                      initialise: bool) -> None:
+        if self.validation_fraction:
+            raise ValueError("validation_fraction needs the pairs in memory; a stream has no "
+                             "held-out part (score a held-out collection instead)")
+        first, batches = self._open_stream(
+            data, cycle=total_steps is not None, initialise=initialise, concat=concat_histograms,
+            convert=lambda item, fitting: self._validate_pairs(histogram_batch(item),
+                                                               fitting=fitting))
+        self._train(first, n_steps, total_steps, batches=batches,
+                    checkpoint_data=("stream", repr(type(data)), self.batch_size)
+                    if total_steps is not None else None)
+
     def _train(self, pairs: HistogramPairs, n_steps: int, total_steps: int | None,
-               checkpoint_data: tuple | None = None):
+               checkpoint_data: tuple | None = None, batches: Any = None):
         geometry = self._geometry(pairs)
-        n_pairs = pairs.n_pairs
-        n_val = int(round(self.validation_fraction * n_pairs))
-        order = torch.randperm(n_pairs, generator=self._generator).to(self._device_)
-        val_idx, train_idx = order[:n_val], order[n_val:]
-        if len(train_idx) == 0:
-            raise ValueError("no training pairs remain after the validation split")
-        batch = min(self.batch_size, len(train_idx))
+        n_val = 0
+        if batches is None:  # a collection in memory: random batches of its training part
+            n_val = int(round(self.validation_fraction * pairs.n_pairs))
+            val_idx = train_pairs = None
+            if n_val:
+                order = torch.randperm(pairs.n_pairs, generator=self._generator)
+                val_idx = order[:n_val].to(self._device_)
+                train_pairs = pairs[order[n_val:]]
+            train_pairs = train_pairs if n_val else pairs
+            if train_pairs.n_pairs == 0:
+                raise ValueError("no training pairs remain after the validation split")
+            batches = RandomBatches(train_pairs, min(self.batch_size, train_pairs.n_pairs)
+                                    ).iterate(self._seed)
+            self._batch_generator = batches.generator
 
         def step_loss(step: int) -> torch.Tensor:
-            pick = torch.randint(len(train_idx), (batch,), generator=self._generator)
-            idx = train_idx[pick.to(self._device_)]
-            a, b = pairs.a[idx], pairs.b[idx]
+            batch = next(batches)
+            a, b = batch.a, batch.b
             f = self._forward(a, b)
             loss = -entropic_dual_value(geometry, f, a, b).mean()
             if self.unroll_steps:
@@ -312,7 +348,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
             self._live_optimizer("optimizer_", self.model_.parameters(),
                                  lambda params: torch.optim.Adam(params, lr=self.learning_rate)),
             n_steps=n_steps, total_steps=total_steps, checkpoint_data=checkpoint_data,
-            learning_rate=self.learning_rate, grad_clip=self.grad_clip,
+            distribute="model_", learning_rate=self.learning_rate, grad_clip=self.grad_clip,
             validate=validate if n_val else None,
             validate_every=max(1, n_steps // 20) if n_val else 0,
             description="MetaSinkhornTransport",
@@ -326,38 +362,52 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return self._history.as_dict()
 
     # -- prediction ---------------------------------------------------------------------------
-    def _chunks(self, pairs: HistogramPairs):
-        return torch.arange(pairs.n_pairs, device=self._device_).split(PREDICT_BATCH)
+    def _batch_size(self, pairs: HistogramPairs, batch_size: int | None, dense: bool = False):
+        # A method argument, not the training ``batch_size``; default: the memory budget.
+        # Batches forming (B, n, m) tensors (``dense``) never exceed the budget.
+        size = default_batch_size(pairs, cost=self.cost, dense=dense)
+        if batch_size is None:
+            return size
+        given = check_positive_int(batch_size, "batch_size")
+        return min(given, size) if dense else given
 
-    def _mean_dual(self, geometry, pairs: HistogramPairs, index: torch.Tensor) -> float:
+    def _batches(self, pairs: HistogramPairs, batch_size: int | None, dense: bool = False):
+        step, n_pairs = self._batch_size(pairs, batch_size, dense), pairs.n_pairs
+        return [slice(start, min(start + step, n_pairs)) for start in range(0, n_pairs, step)]
+
+    def _mean_dual(self, geometry, pairs: HistogramPairs, index: torch.Tensor,
+                   batch_size: int | None = None) -> float:
         """Mean entropic dual of the predictions for the pairs ``index`` (no gradient)."""
         with torch.no_grad():
             values = [entropic_dual_value(geometry, self._forward(pairs.a[i], pairs.b[i]),
                                           pairs.a[i], pairs.b[i])
-                      for i in index.split(PREDICT_BATCH)]
+                      for i in index.split(self._batch_size(pairs, batch_size))]
         return float(torch.cat(values).mean())
 
-    def _predict_f(self, pairs: HistogramPairs) -> torch.Tensor:
+    def _predict_f(self, pairs: HistogramPairs, batch_size: int | None = None) -> torch.Tensor:
         """Predicted source potentials, -inf on zero-mass atoms (what warm-starts Sinkhorn)."""
         with torch.no_grad():
-            fs = [self._forward(pairs.a[i], pairs.b[i]) for i in self._chunks(pairs)]
-        f = torch.cat(fs)
+            f = torch.cat([self._forward(pairs.a[part], pairs.b[part])
+                           for part in self._batches(pairs, batch_size)])
         return torch.where(pairs.a > 0, f, torch.full_like(f, float("-inf")))
 
-    def _predict_tensors(self, pairs: HistogramPairs):
+    def _predict_tensors(self, pairs: HistogramPairs, batch_size: int | None = None):
         geometry = self._geometry(pairs)
-        f = self._predict_f(pairs)
+        f = self._predict_f(pairs, batch_size)
         with torch.no_grad():
-            g = torch.cat([c_transform(geometry, f[i], pairs.a[i], pairs.b[i])
-                           for i in self._chunks(pairs)])
+            g = torch.cat([c_transform(geometry, f[part], pairs.a[part], pairs.b[part])
+                           for part in self._batches(pairs, batch_size)])
         return f, g, geometry
 
-    def predict_potentials(self, pairs: Any) -> tuple[Any, Any]:
+    def predict_potentials(self, pairs: Any, *, batch_size: int | None = None) -> tuple[Any, Any]:
         """Predicted dual potentials of each pair.
 
         Parameters
         ----------
         pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
+        batch_size : int, optional
+            Pairs predicted at once (default: a fixed memory budget; see
+            :ref:`large_collections`).
 
         Returns
         -------
@@ -368,15 +418,18 @@ class MetaSinkhornTransport(BaseOTEstimator):
         """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
-        f, g, _ = self._predict_tensors(pairs)
+        f, g, _ = self._predict_tensors(pairs, batch_size)
         return pairs.kind.wrap(f), pairs.kind.wrap(g)
 
-    def predict_plan(self, pairs: Any) -> Any:
+    def predict_plan(self, pairs: Any, *, batch_size: int | None = None) -> Any:
         """Predicted couplings ``P_ij = exp((f_i + g_j - C_ij)/eps)``.
 
         Parameters
         ----------
         pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
+        batch_size : int, optional
+            Pairs predicted at once (default: a fixed memory budget); the plans are formed in
+            batches that stay within that budget.
 
         Returns
         -------
@@ -385,15 +438,20 @@ class MetaSinkhornTransport(BaseOTEstimator):
         """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
-        f, g, geometry = self._predict_tensors(pairs)
+        f, g, geometry = self._predict_tensors(pairs, batch_size)
         cost = geometry.cost_matrix()
-        plans = [transport_plan(cost, fc, gc, self.epsilon)
-                 for fc, gc in zip(f.split(64), g.split(64), strict=True)]
-        return pairs.kind.wrap(torch.cat(plans))
+        plans = f.new_empty((pairs.n_pairs, *cost.shape))
+        for part in self._batches(pairs, batch_size, dense=True):
+            plans[part] = transport_plan(cost, f[part], g[part], self.epsilon)
+        return pairs.kind.wrap(plans)
 
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-               init: str = "meta") -> list:
+               init: str = "meta", *, batch_size: int | None = None) -> list:
         """Solve each pair with log-domain Sinkhorn warm-started from the prediction.
+
+        Pairs are predicted, solved and evaluated ``batch_size`` at a time, as
+        :meth:`iter_refine` yields them. A result keeps its potentials, not its plan: ``plan``
+        is computed from them when read, so N results hold O(N (n + m)) numbers.
 
         Parameters
         ----------
@@ -405,29 +463,77 @@ class MetaSinkhornTransport(BaseOTEstimator):
         init : {"meta", "zeros", "gaussian"}, default="meta"
             Start from the prediction, or from the baselines, so that they compare on equal
             terms.
+        batch_size : int, optional
+            Pairs solved together (default: a fixed memory budget; see
+            :ref:`large_collections`). Each pair stops on its own error, so the results do
+            not depend on it beyond rounding.
 
         Returns
         -------
         list of ot.utils.OTResult
             One per pair: plan, potentials, value, value_linear, ``log["niter"]``, ``log["err"]``.
         """
+        batches = self.iter_refine(pairs, tol, max_iter, init, batch_size=batch_size)
+        return [result for batch in batches for result in batch]
+
+    def iter_refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
+                    init: str = "meta", *, batch_size: int | None = None) -> Iterator[list]:
+        """Refine ``batch_size`` pairs at a time, yielding each batch's results when solved.
+
+        The streaming form of :meth:`refine` (same parameters, same results): what is held at
+        once is one batch's tensors, plus whatever results the caller keeps.
+
+        Parameters
+        ----------
+        pairs, tol, max_iter, init, batch_size
+            As in :meth:`refine`.
+
+        Yields
+        ------
+        list of ot.utils.OTResult
+            The results of the next ``batch_size`` pairs (fewer in the last batch), in order.
+
+        Examples
+        --------
+        >>> from skmetaot import MetaSinkhornTransport
+        >>> from skmetaot.datasets import make_mnist_pairs
+        >>> est = MetaSinkhornTransport(hidden_layer_sizes=(16,), max_iter=5, device="cpu",
+        ...                             random_state=0).fit(make_mnist_pairs(64, random_state=0))
+        >>> test = make_mnist_pairs(10, split="test", random_state=1)
+        >>> [len(batch) for batch in est.iter_refine(test, batch_size=4)]
+        [4, 4, 2]
+        """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
-        state = self._refine_state(pairs, tol, max_iter, init)
-        return otresults_from_state(pairs, state, epsilon=self.epsilon, cost=self.cost)
+        tol = self.tol if tol is None else tol
+        max_iter = self.refine_max_iter if max_iter is None else max_iter
+        _check_scalars(self.epsilon, tol, max_iter, None)
+        if init not in ("meta", "zeros", "gaussian"):
+            raise ValueError(f"init={init!r} is not one of 'meta', 'zeros', 'gaussian'")
+        return self._iter_refine(pairs, self._batches(pairs, batch_size), tol, max_iter, init)
 
-    def _refine_state(self, pairs: HistogramPairs, tol, max_iter, init: str):
+    def _iter_refine(self, pairs: HistogramPairs, batches: list[slice], tol: float,
+                     max_iter: int, init: str) -> Iterator[list]:
+        for part in batches:
+            batch = pairs[part]
+            state = self._refine_state(batch, tol, max_iter, init, batch_size=batch.n_pairs)
+            yield otresults_from_state(batch, state, epsilon=self.epsilon, cost=self.cost,
+                                       batch_size=batch.n_pairs)
+
+    def _refine_state(self, pairs: HistogramPairs, tol, max_iter, init: str,
+                      batch_size: int | None = None):
         if init == "meta":
-            start = self._predict_f(pairs)  # the solver's first step computes g(f)
+            start = self._predict_f(pairs, batch_size)  # the solver's first step computes g(f)
         elif init in ("zeros", "gaussian"):
             start = init
         else:
             raise ValueError(f"init={init!r} is not one of 'meta', 'zeros', 'gaussian'")
         return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost, init=start,
                            tol=self.tol if tol is None else tol,
-                           max_iter=self.refine_max_iter if max_iter is None else max_iter)
+                           max_iter=self.refine_max_iter if max_iter is None else max_iter,
+                           batch_size=batch_size)
 
-    def transform(self, pairs: Any) -> Any:
+    def transform(self, pairs: Any, *, batch_size: int | None = None) -> Any:
         """Entropic (barycentric) map of each pair's source support points.
 
         ``T(x_i) = sum_j softmax_j((g_j - C_ij)/eps) y_j`` with the predicted ``g``; it is
@@ -436,6 +542,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         Parameters
         ----------
         pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
+        batch_size : int, optional
+            As in :meth:`predict_plan`.
 
         Returns
         -------
@@ -443,12 +551,14 @@ class MetaSinkhornTransport(BaseOTEstimator):
         """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
-        _, g, geometry = self._predict_tensors(pairs)
+        _, g, geometry = self._predict_tensors(pairs, batch_size)
         cost = geometry.cost_matrix()
-        maps = [barycentric_map(cost, gc, pairs.y, self.epsilon) for gc in g.split(64)]
-        return pairs.kind.wrap(torch.cat(maps))
+        maps = g.new_empty((pairs.n_pairs, cost.shape[0], pairs.y.shape[1]))
+        for part in self._batches(pairs, batch_size, dense=True):
+            maps[part] = barycentric_map(cost, g[part], pairs.y, self.epsilon)
+        return pairs.kind.wrap(maps)
 
-    def score(self, pairs: Any, y: None = None) -> float:
+    def score(self, pairs: Any, y: None = None, *, batch_size: int | None = None) -> float:
         """Mean entropic dual value of the predictions (higher is better).
 
         Parameters
@@ -456,6 +566,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
         y : None
             Ignored.
+        batch_size : int, optional
+            As in :meth:`predict_potentials`.
 
         Returns
         -------
@@ -464,8 +576,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
         return self._mean_dual(self._geometry(pairs), pairs,
-                               torch.arange(pairs.n_pairs, device=self._device_))
-
+                               torch.arange(pairs.n_pairs, device=self._device_), batch_size)
 
 def _same_support(points: torch.Tensor, fitted: torch.Tensor) -> bool:
     """Equal up to rounding: the same grid built in float64 and float32 differs in the last bit."""
