@@ -17,6 +17,7 @@ seed is offset by the rank), as it is under a ``DataLoader`` with several worker
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -225,7 +226,7 @@ def is_stream(data: Any) -> bool:
     :class:`~torch.utils.data.IterableDataset` (including the samplers here) and map-style
     :class:`~torch.utils.data.Dataset` objects.
     """
-    return isinstance(data, (Iterator, torch.utils.data.DataLoader, IterableDataset, Dataset))
+    return isinstance(data, (Iterator, torch.utils.data.DataLoader, Dataset))
 
 
 def open_stream(data: Any, batch_size: int, seed: int, *,
@@ -259,17 +260,16 @@ def _passes(data: Iterable[Any], cycle: bool) -> Iterator[Any]:
             return
 
 
-def rebatch(items: Iterable[Any], batch_size: int, *, concat: Any,
-            size: Any) -> Iterator[Any]:
+def rebatch(items: Iterable[Any], batch_size: int, *, concat: Any) -> Iterator[Any]:
     """Group a stream of pairs or small batches into batches of ``batch_size`` pairs.
 
-    Items that already hold ``batch_size`` pairs pass through unchanged; smaller ones are
-    concatenated (with ``concat(list_of_items)``) until they do; ``size(item)`` counts pairs.
+    Items (collections with ``n_pairs``) that already hold ``batch_size`` pairs pass through
+    unchanged; smaller ones are concatenated (with ``concat(list_of_items)``) until they do.
     """
     pending: list[Any] = []
     count = 0
     for item in items:
-        n = size(item)
+        n = item.n_pairs
         if not pending and n >= batch_size:
             yield item
             continue
@@ -280,7 +280,6 @@ def rebatch(items: Iterable[Any], batch_size: int, *, concat: Any,
             pending, count = [], 0
     if pending:
         yield concat(pending)
-
 
 
 def histogram_batch(item: Any) -> Any:
@@ -297,7 +296,7 @@ def histogram_batch(item: Any) -> Any:
 
 def concat_histograms(parts: list[HistogramPairs]) -> HistogramPairs:
     """One batch of the pairs of several batches on the same supports."""
-    joined = parts[0][:]
+    joined = copy.copy(parts[0])  # shares the supports; only the weights are joined
     joined.a = torch.cat([p.a for p in parts])
     joined.b = torch.cat([p.b for p in parts])
     return joined

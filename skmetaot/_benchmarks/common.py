@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -21,6 +22,26 @@ def timed(function: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     result = function()
     return time.perf_counter() - start, result
+
+
+def run_json_worker(module: str, args: list[str], *, threads: str, processes: int = 1,
+                    timeout: float = 7200) -> list[dict[str, Any]]:
+    """Run ``python -m module *args`` in fresh processes; return the JSON lines it printed.
+
+    A fresh process per measurement gives each one its own peak resident memory. With
+    ``processes > 1`` it is started by ``torchrun --standalone``. ``threads`` sets
+    ``OMP_NUM_THREADS``.
+    """
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone",
+                     f"--nproc_per_node={processes}"]
+    out = subprocess.run([*launcher, "-m", module, *args], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": threads}, check=False,
+                         timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {module} {args} failed:\n{out.stderr[-3000:]}")
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
 def machine_info(device: torch.device | None = None) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import json
 import os
 import pickle
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from skmetaot._benchmarks.common import machine_info, markdown_table
+from skmetaot._benchmarks.common import machine_info, markdown_table, run_json_worker
 
 #: The refinement measurement at full size and at ``--quick`` size.
 REFINE_FULL: dict[str, Any] = {"n_pairs": 10_000, "repeats": 3, "train_steps": 500}
@@ -116,13 +115,8 @@ def _refine_worker(variant: str, model: str, tol: float, max_iter: int,
 
 
 def _run_refine_worker(args: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    command = [sys.executable, "-m", "skmetaot._benchmarks.scale", "refine-worker", *args]
-    out = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
-                         timeout=7200)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
-    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")][0]
+    return run_json_worker("skmetaot._benchmarks.scale", ["refine-worker", *args],
+                           threads=os.environ.get("OMP_NUM_THREADS", "1"))[0]
 
 
 def run_refine(n_pairs: int = 10_000, *, repeats: int = 3, train_steps: int = 500,

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from skmetaot._benchmarks.common import machine_info, markdown_table
+from skmetaot._benchmarks.common import machine_info, markdown_table, run_json_worker
 from skmetaot._benchmarks.scale import _peak_rss_mb
 
 #: Network and schedule of every run (a small network: the data path dominates).
@@ -69,19 +68,8 @@ def _worker(kind: str, n_pairs: int, steps: int) -> dict[str, Any]:
 
 
 def _run_worker(args: list[str], processes: int = 1, threads: int = 1) -> list[dict[str, Any]]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    module = ["-m", "skmetaot._benchmarks.scale_training", *args]
-    if processes > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={processes}", "-m", "skmetaot._benchmarks.scale_training",
-                   *args]
-    else:
-        command = [sys.executable, *module]
-    out = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
-                         timeout=3600)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
-    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return run_json_worker("skmetaot._benchmarks.scale_training", args, threads=str(threads),
+                           processes=processes, timeout=3600)
 
 
 def run_training(base_pairs: int = BASE_PAIRS, scales: tuple[int, ...] = (1, 10, 100),

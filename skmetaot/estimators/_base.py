@@ -145,7 +145,7 @@ class BaseOTEstimator(BaseEstimator):
         else:
             items = itertools.chain([first_item], items)
         batches = rebatch((convert(item, fitting=False) for item in items), self.batch_size,
-                          concat=concat, size=lambda batch: batch.n_pairs)
+                          concat=concat)
         return first, batches
 
     def _fit_stream(self, data: Any, n_steps: int | None, *, fitting: bool,
@@ -156,8 +156,12 @@ class BaseOTEstimator(BaseEstimator):
         steps = self.max_iter if fitting else (
             2**62 if n_steps is None else check_positive_int(n_steps, "n_steps"))
         before = self.n_iter_ if not initialise else 0
+        # fit restarts a stream that can be iterated again, and checkpoints (a stream has no
+        # data digest: its type and the batch size stand for it).
         self._train_stream(data, steps, total_steps=steps if fitting else None,
-                           initialise=initialise)
+                           initialise=initialise, cycle=fitting,
+                           checkpoint_data=("stream", repr(type(data)), self.batch_size)
+                           if fitting else None)
         done = self.n_iter_ - before
         if fitting and done < steps:
             warnings.warn(f"the stream of pairs ended after {done} of max_iter={steps} "

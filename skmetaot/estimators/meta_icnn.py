@@ -321,14 +321,13 @@ class MetaICNNTransport(BaseOTEstimator):
         return self._train(collection, check_positive_int(steps, "n_steps"), None)
 
     def _train_stream(self, data: Any, n_steps: int, total_steps: int | None,
-                      initialise: bool) -> None:
+                      initialise: bool, cycle: bool, checkpoint_data: tuple | None) -> None:
         _, batches = self._open_stream(
-            data, cycle=total_steps is not None, initialise=initialise,
+            data, cycle=cycle, initialise=initialise,
             convert=lambda item, fitting: self._collection(item), concat=concat_collections)
         self._train(None, n_steps, total_steps,
                     batches=((batch, np.arange(batch.n_pairs)) for batch in batches),
-                    checkpoint_data=("stream", repr(type(data)), self.batch_size)
-                    if total_steps is not None else None)
+                    checkpoint_data=checkpoint_data)
 
     def _train(self, collection: MeasureCollection | None, n_steps: int,
                total_steps: int | None, checkpoint_data: tuple | None = None,

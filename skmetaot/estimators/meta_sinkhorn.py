@@ -301,30 +301,28 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return self._train(pairs, check_positive_int(steps, "n_steps"), total_steps=None)
 
     def _train_stream(self, data: Any, n_steps: int, total_steps: int | None,
-                      initialise: bool) -> None:
+                      initialise: bool, cycle: bool, checkpoint_data: tuple | None) -> None:
         if self.validation_fraction:
             raise ValueError("validation_fraction needs the pairs in memory; a stream has no "
                              "held-out part (score a held-out collection instead)")
         first, batches = self._open_stream(
-            data, cycle=total_steps is not None, initialise=initialise, concat=concat_histograms,
+            data, cycle=cycle, initialise=initialise, concat=concat_histograms,
             convert=lambda item, fitting: self._validate_pairs(histogram_batch(item),
                                                                fitting=fitting))
         self._train(first, n_steps, total_steps, batches=batches,
-                    checkpoint_data=("stream", repr(type(data)), self.batch_size)
-                    if total_steps is not None else None)
+                    checkpoint_data=checkpoint_data)
 
     def _train(self, pairs: HistogramPairs, n_steps: int, total_steps: int | None,
                checkpoint_data: tuple | None = None, batches: Any = None):
         geometry = self._geometry(pairs)
-        n_val = 0
+        n_val, val_idx = 0, None
         if batches is None:  # a collection in memory: random batches of its training part
             n_val = int(round(self.validation_fraction * pairs.n_pairs))
-            val_idx = train_pairs = None
+            train_pairs = pairs
             if n_val:
                 order = torch.randperm(pairs.n_pairs, generator=self._generator)
                 val_idx = order[:n_val].to(self._device_)
                 train_pairs = pairs[order[n_val:]]
-            train_pairs = train_pairs if n_val else pairs
             if train_pairs.n_pairs == 0:
                 raise ValueError("no training pairs remain after the validation split")
             batches = RandomBatches(train_pairs, min(self.batch_size, train_pairs.n_pairs)
@@ -505,12 +503,18 @@ class MetaSinkhornTransport(BaseOTEstimator):
         """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
+        tol, max_iter = self._refine_arguments(tol, max_iter, init)  # checked now, not lazily
+        return self._iter_refine(pairs, self._batches(pairs, batch_size), tol, max_iter, init)
+
+    def _refine_arguments(self, tol: float | None, max_iter: int | None,
+                          init: str) -> tuple[float, int]:
+        """``tol`` and ``max_iter`` with the estimator's defaults, all three checked."""
         tol = self.tol if tol is None else tol
         max_iter = self.refine_max_iter if max_iter is None else max_iter
         _check_scalars(self.epsilon, tol, max_iter, None)
         if init not in ("meta", "zeros", "gaussian"):
             raise ValueError(f"init={init!r} is not one of 'meta', 'zeros', 'gaussian'")
-        return self._iter_refine(pairs, self._batches(pairs, batch_size), tol, max_iter, init)
+        return tol, max_iter
 
     def _iter_refine(self, pairs: HistogramPairs, batches: list[slice], tol: float,
                      max_iter: int, init: str) -> Iterator[list]:
@@ -522,16 +526,11 @@ class MetaSinkhornTransport(BaseOTEstimator):
 
     def _refine_state(self, pairs: HistogramPairs, tol, max_iter, init: str,
                       batch_size: int | None = None):
-        if init == "meta":
-            start = self._predict_f(pairs, batch_size)  # the solver's first step computes g(f)
-        elif init in ("zeros", "gaussian"):
-            start = init
-        else:
-            raise ValueError(f"init={init!r} is not one of 'meta', 'zeros', 'gaussian'")
-        return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost, init=start,
-                           tol=self.tol if tol is None else tol,
-                           max_iter=self.refine_max_iter if max_iter is None else max_iter,
-                           batch_size=batch_size)
+        tol, max_iter = self._refine_arguments(tol, max_iter, init)
+        # From the prediction, the solver's first step computes g(f).
+        start = self._predict_f(pairs, batch_size) if init == "meta" else init
+        return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost, init=start, tol=tol,
+                           max_iter=max_iter, batch_size=batch_size)
 
     def transform(self, pairs: Any, *, batch_size: int | None = None) -> Any:
         """Entropic (barycentric) map of each pair's source support points.
@@ -577,6 +576,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
         pairs = self._validate_pairs(pairs, fitting=False)
         return self._mean_dual(self._geometry(pairs), pairs,
                                torch.arange(pairs.n_pairs, device=self._device_), batch_size)
+
 
 def _same_support(points: torch.Tensor, fitted: torch.Tensor) -> bool:
     """Equal up to rounding: the same grid built in float64 and float32 differs in the last bit."""
