@@ -26,7 +26,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     payload = meta_sinkhorn.run(args.quick, seed=args.seed, problems=tuple(args.problems))
-    name = "bench_meta_sinkhorn" + ("_quick" if args.quick else "")
+    name = "bench_meta_sinkhorn"
+    if sorted(args.problems) != ["mnist", "sphere"]:
+        name += "_" + "_".join(args.problems)  # a partial run keeps the full run's file
+    name += "_quick" if args.quick else ""
     write_results(name, payload, payload["table"], args.out)
     print(payload["table"])
 

@@ -252,3 +252,18 @@ def test_supports_built_in_another_precision_are_the_same_supports():
     doubles.x = doubles.x + 1.0 / 8
     with pytest.raises(ValueError, match="supports differ"):
         fitted.predict_potentials(doubles)
+
+
+@pytest.mark.parametrize("init", ["zeros", "meta"])
+def test_benchmark_chained_tolerances_count_the_direct_iterations(fitted, digits_split, init):
+    # B2 measures 1e-2 and 1e-3 along one run per pair; it must count what a direct run counts.
+    from skmetaot._benchmarks.meta_sinkhorn import _solve_to
+
+    _, test = digits_split
+    pairs = fitted._validate_pairs(test[:6], fitting=False)
+    legs = _solve_to(fitted, pairs, (1e-4, 1e-2), init, chain=True)
+    for (_, state), tol in zip(legs, (1e-2, 1e-4), strict=True):
+        direct = fitted._refine_state(pairs, tol, 100000, init)
+        assert state.n_iter.tolist() == direct.n_iter.tolist()
+        assert bool(state.converged.all())
+    assert (legs[1][1].n_iter > legs[0][1].n_iter).all()

@@ -212,6 +212,23 @@ def test_softmin_matmul_matches_logsumexp_with_underflow(values, kernel):
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-9)
 
 
+def test_softmin_last_float32_with_terms_far_below_underflow():
+    # exp's arguments are clamped above float32 underflow (a ~25x faster path in torch): the
+    # result must still be the float32 log-sum-exp, and a row of -inf must stay -inf.
+    rng = np.random.default_rng(0)
+    values = torch.tensor(rng.normal(size=(3, 50)) * 500, dtype=torch.float32)
+    values[1, :] = -float("inf")
+    values[2, 10:] = -float("inf")
+    kernel = torch.tensor(rng.random((40, 50)) * 3000, dtype=torch.float32)
+    got = softmin_last(values, kernel)
+    want = torch.logsumexp(values.double()[..., None, :] - kernel.double(), -1)
+    assert torch.isneginf(got[1]).all()
+    np.testing.assert_allclose(got[[0, 2]].numpy(), want[[0, 2]].numpy(), rtol=1e-6)
+    grad_values = values[[0, 2]].clone().requires_grad_()
+    (grad,) = torch.autograd.grad(softmin_last(grad_values, kernel).sum(), grad_values)
+    assert torch.isfinite(grad).all()
+
+
 def test_soft_min_kernels_are_differentiable():
     rng = np.random.default_rng(0)
     values = torch.tensor(rng.normal(size=(2, 5)), requires_grad=True)

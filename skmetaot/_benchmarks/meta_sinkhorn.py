@@ -22,43 +22,73 @@ from skmetaot.datasets import make_mnist_pairs, make_sphere_supply_demand
 from skmetaot.estimators import MetaSinkhornTransport
 from skmetaot.measures import HistogramPairs, pairs_from_images
 from skmetaot.pot import to_warmstart
-from skmetaot.solvers.entropic import pair_geometry
+from skmetaot.solvers.entropic import pair_geometry, solve_pairs
 
 INIT_COLUMNS = ["problem", "tol", "init", "iters", "seconds", "speed-up vs zeros (s)",
-                "speed-up vs zeros (iters)", "s/pair b=64", "speed-up b=64", "converged"]
+                "speed-up vs zeros (iters)", "batch", "s/pair batched", "speed-up batched",
+                "converged"]
 PRED_COLUMNS = ["problem", "predict s", "cold solve s (zeros)", "cold tol", "cold / predict",
                 "prediction L1 error", "zeros-init L1 error", "batch-64 pairs/s predict"]
 POT_COLUMNS = ["problem", "tol", "POT iters cold", "POT iters warm (meta)", "iter ratio",
                "POT s cold", "POT s warm", "met tol"]
 
 
-def _init_rows(est, pairs, tolerances, name, n_single, progress) -> list[dict[str, Any]]:
+def _solve_to(est, pairs, tolerances, init, chain: bool) -> list[tuple[float, Any]]:
+    """(seconds, state) to each tolerance, loosest first.
+
+    With ``chain``, one run serves every tolerance: the run to a tighter one continues from the
+    potentials that met the looser one (Sinkhorn's whole state is f), so seconds and iterations
+    accumulate along a single trajectory. The continuation's first iteration repeats the
+    g-update that ended the previous leg, so it is not counted (its time is).
+    """
+    results, carried_s, carried_iter, previous = [], 0.0, None, None
+    for tol in sorted(tolerances, reverse=True):
+        if previous is None or not chain:
+            elapsed, state = timed(lambda tol=tol: est._refine_state(pairs, tol, 100000, init))
+        else:
+            elapsed, state = timed(lambda tol=tol, f=previous.f: solve_pairs(
+                pairs, epsilon=est.epsilon, cost=est.cost, init=f, tol=tol, max_iter=100000))
+            state.n_iter = state.n_iter + carried_iter - 1
+        if chain:
+            elapsed += carried_s
+            carried_s, carried_iter, previous = elapsed, state.n_iter, state
+        results.append((elapsed, state))
+    return results
+
+
+def _init_rows(est, pairs, tolerances, name, n_single, progress, *, n_batch: int = 64,
+               batch_repeats: int = 3, chain: bool = False) -> list[dict[str, Any]]:
+    tolerances = sorted(tolerances, reverse=True)
+    stats = {tol: {} for tol in tolerances}
+    for init in ("zeros", "gaussian", "meta"):
+        est._refine_state(pairs[:1], tolerances[0], 100000, init)  # warm-up
+        per_pair = []
+        pair_iter = range(n_single)
+        if progress:
+            pair_iter = tqdm(pair_iter, desc=f"{name} {init}", leave=False)
+        for k in pair_iter:
+            per_pair.append(_solve_to(est, pairs[k], tolerances, init, chain))
+        # Batched: n_batch pairs initialised (prediction included) and solved together.
+        block = pairs[:min(n_batch, pairs.n_pairs)]
+        batch_runs = [_solve_to(est, block, tolerances, init, chain)
+                      for _ in range(batch_repeats)]
+        for t, tol in enumerate(tolerances):
+            seconds = [run[t][0] for run in per_pair]
+            iters = [int(run[t][1].n_iter[0]) for run in per_pair]
+            conv = [bool(run[t][1].converged[0]) for run in per_pair]
+            batch_s = float(np.median([run[t][0] for run in batch_runs])) / block.n_pairs
+            stats[tol][init] = (float(np.median(seconds)), float(np.median(iters)), conv,
+                                batch_s)
+    batch_size = min(n_batch, pairs.n_pairs)
     rows = []
     for tol in tolerances:
-        stats = {}
-        for init in ("zeros", "gaussian", "meta"):
-            est._refine_state(pairs[:1], tol, 100000, init)  # warm-up
-            seconds, iters, conv = [], [], []
-            pair_iter = range(n_single)
-            if progress:
-                pair_iter = tqdm(pair_iter, desc=f"{name} {init} tol={tol:g}", leave=False)
-            for k in pair_iter:
-                one = pairs[k]
-                elapsed, state = timed(lambda one=one, init=init, tol=tol: est._refine_state(
-                    one, tol, 100000, init))
-                seconds.append(elapsed)
-                iters.append(int(state.n_iter[0]))
-                conv.append(bool(state.converged[0]))
-            # Batched: 64 pairs initialised (prediction included) and solved together.
-            block = pairs[:min(64, pairs.n_pairs)]
-            batch_s = np.median([timed(lambda block=block, init=init, tol=tol: est._refine_state(
-                block, tol, 100000, init))[0] for _ in range(3)]) / block.n_pairs
-            stats[init] = (float(np.median(seconds)), float(np.median(iters)), conv, batch_s)
-        for init, (sec, it, conv, batch_s) in stats.items():
+        zeros = stats[tol]["zeros"]
+        for init, (sec, it, conv, batch_s) in stats[tol].items():
             rows.append({"problem": name, "tol": tol, "init": init, "iters": it, "seconds": sec,
-                         "speed-up vs zeros (s)": stats["zeros"][0] / sec,
-                         "speed-up vs zeros (iters)": stats["zeros"][1] / it,
-                         "s/pair b=64": batch_s, "speed-up b=64": stats["zeros"][3] / batch_s,
+                         "speed-up vs zeros (s)": zeros[0] / sec,
+                         "speed-up vs zeros (iters)": zeros[1] / it,
+                         "batch": batch_size, "s/pair batched": batch_s,
+                         "speed-up batched": zeros[3] / batch_s,
                          "converged": f"{sum(conv)}/{len(conv)}"})
     return rows
 
@@ -154,8 +184,13 @@ def demo_estimator(device: str = "cpu", quick: bool = False) -> MetaSinkhornTran
 
 def run_problem(name: str, est: MetaSinkhornTransport, train_pairs, test_pairs, *,
                 tolerances=(1e-2, 1e-3), n_single: int = 128, progress: bool = True,
-                pot: bool = True, n_pot: int = 24) -> dict[str, Any]:
-    """Train ``est`` on ``train_pairs`` and measure it on ``test_pairs``."""
+                pot: bool = True, n_pot: int = 24, n_batch: int = 64, batch_repeats: int = 3,
+                chain: bool = False) -> dict[str, Any]:
+    """Train ``est`` on ``train_pairs`` and measure it on ``test_pairs``.
+
+    ``n_batch`` pairs are also solved together (``batch_repeats`` times, median); ``chain``
+    measures every tolerance along one run per pair (see :func:`_solve_to`).
+    """
     train_seconds, _ = timed(lambda: est.fit(train_pairs))
     test_pairs = est._validate_pairs(test_pairs, fitting=False)
     n_single = min(n_single, test_pairs.n_pairs)
@@ -164,7 +199,8 @@ def run_problem(name: str, est: MetaSinkhornTransport, train_pairs, test_pairs, 
                   "batch_size": est.batch_size, "hidden": list(est.hidden_layer_sizes),
                   "train_pairs": len(train_pairs), "final_loss":
                   float(np.mean(est.history_["loss"][-50:]))},
-        "inits": _init_rows(est, test_pairs, tolerances, name, n_single, progress),
+        "inits": _init_rows(est, test_pairs, tolerances, name, n_single, progress,
+                            n_batch=n_batch, batch_repeats=batch_repeats, chain=chain),
         "pot": (_pot_rows(est, test_pairs, tolerances, name, min(n_pot, n_single), progress)
                 if pot else []),
     }
@@ -198,15 +234,18 @@ def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
         test_pairs = make_sphere_supply_demand(128, random_state=seed + 10_000, dtype="float32",
                                                **size)
         # CPU budget: the cold sphere solve (eps=1e-3) takes thousands of iterations, so B2 uses
-        # 16 held-out pairs and no POT rows (POT's dense numpy solve is slower still).
+        # 16 held-out pairs, one run per pair and init for both tolerances, batches of 8 and no
+        # POT rows (POT's dense numpy solve is slower still).
         est = MetaSinkhornTransport(
             epsilon=1e-3, cost="spherical", hidden_layer_sizes=(512, 512),
-            max_iter=300 if quick else 1500, batch_size=64, unroll_steps=0, device="cpu",
+            max_iter=300 if quick else 2000, batch_size=64 if quick else 16, unroll_steps=0,
+            device="cpu",
             random_state=seed, verbose=int(progress))
         results["sphere"] = run_problem("sphere", est, train_pairs, test_pairs,
                                         tolerances=(5e-2,) if quick else (1e-2, 1e-3),
                                         n_single=2 if quick else 16, progress=progress,
-                                        pot=False)
+                                        pot=False, n_batch=2 if quick else 8, batch_repeats=1,
+                                        chain=True)
     train_rows = [r["train"] for r in results.values() if "train" in r]
     init_rows = [row for r in results.values() for row in r["inits"]]
     pred_rows = [row for r in results.values() for row in r.get("prediction", [])]
