@@ -5,7 +5,9 @@ Usage::
     python benchmarks/bench_meta_sinkhorn.py           # full (CPU schedule, ~20-25 minutes)
     python benchmarks/bench_meta_sinkhorn.py --quick   # smoke test
 
-Writes ``benchmarks/results/bench_meta_sinkhorn.{json,md}`` and prints the tables.
+Writes ``benchmarks/results/bench_meta_sinkhorn.{json,md}`` (``--problems mnist`` alone:
+``bench_meta_sinkhorn_mnist``; ``sphere`` alone: ``bench_meta_sinkhorn_sphere``) and prints the
+tables.
 """
 
 from __future__ import annotations

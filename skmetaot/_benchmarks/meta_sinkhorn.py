@@ -169,7 +169,8 @@ def mnist_estimator(quick: bool, random_state: int = 0, verbose: int = 1):
         return MetaSinkhornTransport(hidden_layer_sizes=(512, 512), max_iter=400,
                                      batch_size=64, device="cpu", random_state=random_state,
                                      verbose=verbose)
-    return MetaSinkhornTransport(hidden_layer_sizes=(1024, 1024, 1024), max_iter=3000,
+    # 512 wide: as few iterations as 1024 wide (7 vs 8 to 1e-2), at a third of the forward pass.
+    return MetaSinkhornTransport(hidden_layer_sizes=(512, 512, 512), max_iter=3000,
                                  batch_size=128, unroll_steps=3, device="cpu",
                                  random_state=random_state, verbose=verbose)
 
