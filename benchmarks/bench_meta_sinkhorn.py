@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_meta_sinkhorn.py           # full (CPU schedule, ~20-25 minutes)
+    python benchmarks/bench_meta_sinkhorn.py           # CPU: MNIST ~15 min, sphere ~45 min
     python benchmarks/bench_meta_sinkhorn.py --quick   # smoke test
 
 Writes ``benchmarks/results/bench_meta_sinkhorn.{json,md}`` (``--problems mnist`` alone:
