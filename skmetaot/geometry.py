@@ -29,9 +29,11 @@ DENSE_CHUNK_ELEMENTS = 1 << 25
 def softmin_last(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """``LSE_i(values[..., i] - kernel[..., j, i])`` over the last axis, for every row j.
 
-    Same result as ``torch.logsumexp(values[..., None, :] - kernel, -1)``; without autograd it
-    works in place on one temporary (this is the solver's hot loop). Rows that are all -inf give
-    -inf, never NaN.
+    Same result as ``torch.logsumexp(values[..., None, :] - kernel, -1)``, working in place on
+    one (..., m, n) temporary (this is the solver's hot loop). Under autograd the backward pass
+    recomputes the soft-min weights in one more temporary instead of keeping the several that
+    autograd would (the dense kernels of meta-training are large: 64 pairs x 100 x 10,000 on the
+    sphere). Rows that are all -inf give -inf, never NaN, and a zero gradient.
 
     Parameters
     ----------
@@ -54,17 +56,51 @@ def softmin_last(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     >>> softmin_last(torch.full((1, 2), -float("inf")), kernel)  # dead row: -inf, not NaN
     tensor([[-inf, -inf]])
     """
+    if torch.is_grad_enabled() and (values.requires_grad or kernel.requires_grad):
+        return _SoftminLast.apply(values, kernel)
+    return _softmin_last_values(values, kernel)
+
+
+def _softmin_last_values(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     shifted = values[..., None, :] - kernel
-    peak = shifted.detach().amax(-1, keepdim=True)
+    peak = shifted.amax(-1, keepdim=True)
     live = torch.isfinite(peak)
     peak = torch.where(live, peak, torch.zeros((), dtype=peak.dtype, device=peak.device))
-    floor = exp_floor(shifted.dtype)
-    if torch.is_grad_enabled() and shifted.requires_grad:
-        total = torch.exp((shifted - peak).clamp_min(floor)).sum(-1)
-        return _safe_log(total, live[..., 0]) + peak[..., 0]
-    shifted.sub_(peak).clamp_(min=floor).exp_()
+    shifted.sub_(peak).clamp_(min=exp_floor(shifted.dtype)).exp_()
     out = shifted.sum(-1).log_().add_(peak[..., 0])
     return out.masked_fill_(~live[..., 0], float("-inf"))
+
+
+class _SoftminLast(torch.autograd.Function):
+    """:func:`softmin_last` with a backward pass that recomputes its soft-min weights."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        out = _softmin_last_values(values.detach(), kernel.detach())
+        ctx.save_for_backward(values, kernel, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        values, kernel, out = ctx.saved_tensors
+        live = torch.isfinite(out)
+        # d out_j / d values_i = exp(values_i - kernel_ji - out_j): the soft-min weights.
+        weights = values[..., None, :] - kernel
+        weights.sub_(torch.where(live, out, torch.zeros_like(out))[..., None])
+        # A floor well above underflow: products of floored weights with the incoming gradient
+        # stay normal numbers (denormal arithmetic is another ~10x slow path on CPUs).
+        weights.clamp_(min=exp_floor(weights.dtype) + 30.0).exp_()
+        weights.mul_(torch.where(live, grad_out, torch.zeros_like(grad_out))[..., None])
+        # The floor gave atoms without mass (values -inf) a tiny weight: their gradient is 0.
+        mass = torch.isfinite(values)
+        grad_values = grad_kernel = None
+        if ctx.needs_input_grad[0]:
+            grad_values = torch.where(mass, weights.sum(-2).sum_to_size(values.shape), 0.0)
+        if ctx.needs_input_grad[1]:
+            weights.masked_fill_(~mass[..., None, :], 0.0)
+            grad_kernel = weights.neg_().sum_to_size(kernel.shape)
+        return grad_values, grad_kernel
 
 
 def exp_floor(dtype: torch.dtype) -> float:
