@@ -239,8 +239,7 @@ def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
         # POT rows (POT's dense numpy solve is slower still).
         est = MetaSinkhornTransport(
             epsilon=1e-3, cost="spherical", hidden_layer_sizes=(512, 512),
-            max_iter=300 if quick else 2000, batch_size=64 if quick else 16, unroll_steps=0,
-            device="cpu",
+            max_iter=300 if quick else 1500, batch_size=64, unroll_steps=0, device="cpu",
             random_state=seed, verbose=int(progress))
         results["sphere"] = run_problem("sphere", est, train_pairs, test_pairs,
                                         tolerances=(5e-2,) if quick else (1e-2, 1e-3),
