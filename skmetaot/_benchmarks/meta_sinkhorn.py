@@ -41,35 +41,31 @@ def _solve_to(est, pairs, tolerances, init, chain: bool) -> list[tuple[float, An
     accumulate along a single trajectory. The continuation's first iteration repeats the
     g-update that ended the previous leg, so it is not counted (its time is).
     """
-    results, carried_s, carried_iter, previous = [], 0.0, None, None
+    results = []
     for tol in sorted(tolerances, reverse=True):
-        if previous is None or not chain:
-            elapsed, state = timed(lambda tol=tol: est._refine_state(pairs, tol, 100000, init))
-        else:
-            elapsed, state = timed(lambda tol=tol, f=previous.f: solve_pairs(
-                pairs, epsilon=est.epsilon, cost=est.cost, init=f, tol=tol, max_iter=100000))
-            state.n_iter = state.n_iter + carried_iter - 1
-        if chain:
-            elapsed += carried_s
-            carried_s, carried_iter, previous = elapsed, state.n_iter, state
-        results.append((elapsed, state))
+        if not chain or not results:
+            results.append(timed(lambda tol=tol: est._refine_state(pairs, tol, 100000, init)))
+            continue
+        before_s, before = results[-1]
+        elapsed, state = timed(lambda tol=tol, f=before.f: solve_pairs(
+            pairs, epsilon=est.epsilon, cost=est.cost, init=f, tol=tol, max_iter=100000))
+        state.n_iter = state.n_iter + before.n_iter - 1
+        results.append((before_s + elapsed, state))
     return results
 
 
 def _init_rows(est, pairs, tolerances, name, n_single, progress, *, n_batch: int = 64,
                batch_repeats: int = 3, chain: bool = False) -> list[dict[str, Any]]:
     tolerances = sorted(tolerances, reverse=True)
+    # Batched: the first n_batch pairs initialised (prediction included) and solved together.
+    block = pairs[:min(n_batch, pairs.n_pairs)]
     stats = {tol: {} for tol in tolerances}
     for init in ("zeros", "gaussian", "meta"):
         est._refine_state(pairs[:1], tolerances[0], 100000, init)  # warm-up
-        per_pair = []
         pair_iter = range(n_single)
         if progress:
             pair_iter = tqdm(pair_iter, desc=f"{name} {init}", leave=False)
-        for k in pair_iter:
-            per_pair.append(_solve_to(est, pairs[k], tolerances, init, chain))
-        # Batched: n_batch pairs initialised (prediction included) and solved together.
-        block = pairs[:min(n_batch, pairs.n_pairs)]
+        per_pair = [_solve_to(est, pairs[k], tolerances, init, chain) for k in pair_iter]
         batch_runs = [_solve_to(est, block, tolerances, init, chain)
                       for _ in range(batch_repeats)]
         for t, tol in enumerate(tolerances):
@@ -79,7 +75,6 @@ def _init_rows(est, pairs, tolerances, name, n_single, progress, *, n_batch: int
             batch_s = float(np.median([run[t][0] for run in batch_runs])) / block.n_pairs
             stats[tol][init] = (float(np.median(seconds)), float(np.median(iters)), conv,
                                 batch_s)
-    batch_size = min(n_batch, pairs.n_pairs)
     rows = []
     for tol in tolerances:
         zeros = stats[tol]["zeros"]
@@ -87,7 +82,7 @@ def _init_rows(est, pairs, tolerances, name, n_single, progress, *, n_batch: int
             rows.append({"problem": name, "tol": tol, "init": init, "iters": it, "seconds": sec,
                          "speed-up vs zeros (s)": zeros[0] / sec,
                          "speed-up vs zeros (iters)": zeros[1] / it,
-                         "batch": batch_size, "s/pair batched": batch_s,
+                         "batch": block.n_pairs, "s/pair batched": batch_s,
                          "speed-up batched": zeros[3] / batch_s,
                          "converged": f"{sum(conv)}/{len(conv)}"})
     return rows
