@@ -34,7 +34,11 @@ def is_distributed() -> bool:
     >>> is_distributed()  # a plain Python process
     False
     """
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return world_size() > 1
+
+
+def _in_process_group() -> bool:
+    return dist.is_available() and dist.is_initialized()
 
 
 def rank() -> int:
@@ -49,7 +53,7 @@ def rank() -> int:
     >>> rank()
     0
     """
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if _in_process_group() else 0
 
 
 def world_size() -> int:
@@ -64,7 +68,7 @@ def world_size() -> int:
     >>> world_size()
     1
     """
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _in_process_group() else 1
 
 
 def is_main_process() -> bool:
