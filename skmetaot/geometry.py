@@ -175,40 +175,65 @@ def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch
     >>> torch.allclose(fast, softmin_last(values, kernel))
     True
     """
+    if torch.is_grad_enabled() and (values.requires_grad or kernel.requires_grad):
+        out, suspect = _softmin_matmul_differentiable(values, kernel_exp)
+    else:
+        out, suspect = _softmin_matmul_values(values, kernel_exp)
+    if not bool(suspect.any()):
+        return out
+    if float(suspect.float().mean()) > _DENSE_FALLBACK_FRACTION:
+        # The row shift fails almost everywhere (e.g. tiny eps on a large domain): one
+        # dense log-sum-exp is cheaper than gathering most entries one by one.
+        if kernel.ndim == 3:
+            shape = values.shape
+            flat = values.reshape(shape[0], -1, shape[-1])
+            return softmin_last(flat, kernel[:, None]).reshape(*shape[:-1], -1)
+        return softmin_last(values, kernel)
+    index = suspect.nonzero(as_tuple=True)
+    rows = values[index[:-1]]
+    costs = kernel[index[0], index[-1]] if kernel.ndim == 3 else kernel[index[-1]]
+    return out.index_put(index, torch.logsumexp(rows - costs, dim=-1))
+
+
+def _row_sums(weights: torch.Tensor, kernel_exp: torch.Tensor) -> torch.Tensor:
+    """``weights @ kernel_exp``, batched along the first axis for one kernel per problem."""
+    if kernel_exp.ndim == 3:
+        flat = weights.reshape(weights.shape[0], -1, weights.shape[-1])
+        return torch.bmm(flat, kernel_exp).reshape(*weights.shape[:-1], kernel_exp.shape[-1])
+    return weights @ kernel_exp
+
+
+def _softmin_matmul_values(values: torch.Tensor, kernel_exp: torch.Tensor):
+    """The fast path of :func:`softmin_matmul` without autograd: (result, suspect entries).
+
+    The Sinkhorn loop's hot path, where each reduction on a small grid is a few microseconds of
+    arithmetic: in-place operations and masked fills keep its operator count about half that
+    of the differentiable path.
+    """
+    wide = values.to(torch.float64)
+    peak = wide.amax(-1, keepdim=True)
+    dead = peak == float("-inf")
+    peak.masked_fill_(dead, 0.0)
+    total = _row_sums((wide - peak).clamp_min_(exp_floor(torch.float64)).exp_(), kernel_exp)
+    # A dead row's weights were all floored: its tiny sum is not a sum of real terms.
+    total.masked_fill_(dead, 1.0)
+    suspect = total < _UNDERFLOW_GUARD
+    out = total.log_().add_(peak).masked_fill_(dead, float("-inf"))
+    return out.to(values.dtype), suspect
+
+
+def _softmin_matmul_differentiable(values: torch.Tensor, kernel_exp: torch.Tensor):
+    """:func:`_softmin_matmul_values` under autograd (the shift is a constant for it)."""
     wide = values.to(torch.float64)
     peak = wide.detach().amax(-1, keepdim=True)
     live = torch.isfinite(peak)
     peak = torch.where(live, peak, torch.zeros((), dtype=peak.dtype, device=peak.device))
-    weights = torch.exp((wide - peak).clamp_min(exp_floor(wide.dtype)))
-    if kernel_exp.ndim == 3:  # one kernel per problem: batched product along the first axis
-        flat = weights.reshape(weights.shape[0], -1, weights.shape[-1])
-        total = torch.bmm(flat, kernel_exp).reshape(*weights.shape[:-1], kernel_exp.shape[-1])
-    else:
-        total = weights @ kernel_exp
+    total = _row_sums(torch.exp((wide - peak).clamp_min(exp_floor(wide.dtype))), kernel_exp)
     suspect = (total.detach() < _UNDERFLOW_GUARD) & live
-    # Suspect entries are replaced below and dead rows are -inf: keep log() finite on both so
-    # that their zero upstream gradient never meets an infinite local one (0 * inf = NaN).
+    # Suspect entries are replaced by the caller and dead rows are -inf: keep log() finite on
+    # both so that their zero upstream gradient never meets an infinite local one (0 * inf = NaN).
     total = torch.where(suspect, torch.ones((), dtype=total.dtype, device=total.device), total)
-    out = (_safe_log(total, live.expand_as(total)) + peak).to(values.dtype)
-    if bool(suspect.any()):
-        if float(suspect.float().mean()) > _DENSE_FALLBACK_FRACTION:
-            # The row shift fails almost everywhere (e.g. tiny eps on a large domain): one
-            # dense log-sum-exp is cheaper than gathering most entries one by one.
-            if kernel.ndim == 3:
-                shape = values.shape
-                flat = values.reshape(shape[0], -1, shape[-1])
-                dense = softmin_last(flat, kernel[:, None]).reshape(*shape[:-1], -1)
-            else:
-                dense = softmin_last(values, kernel)
-            return dense
-        index = suspect.nonzero(as_tuple=True)
-        rows = values[index[:-1]]
-        if kernel.ndim == 3:
-            costs = kernel[index[0], index[-1]]
-        else:
-            costs = kernel[index[-1]]
-        out = out.index_put(index, torch.logsumexp(rows - costs, dim=-1))
-    return out
+    return (_safe_log(total, live.expand_as(total)) + peak).to(values.dtype), suspect
 
 
 def detect_grid(points: torch.Tensor) -> list[torch.Tensor] | None:
@@ -416,12 +441,30 @@ class GridGeometry:
         Returns
         -------
         geometry : GridGeometry
+            The geometry on the kept sub-grids (``self`` when nothing is dropped).
         source_index, target_index : torch.Tensor of long
             Flat indices of the kept grid points, in row-major order.
         """
-        axes_x, source_index = _sub_grid(self.axes_x, source_used)
-        axes_y, target_index = _sub_grid(self.axes_y, target_used)
-        return GridGeometry(axes_x, axes_y, self.epsilon), source_index, target_index
+        kept_x, source_index = _sub_grid(self.shape_x, source_used)
+        kept_y, target_index = _sub_grid(self.shape_y, target_used)
+        if len(source_index) == len(source_used) and len(target_index) == len(target_used):
+            return self, source_index, target_index
+        # Slice the parent's 1-D kernels rather than recompute them: a batch-1 solve restricts
+        # on every call, and the exponentials would be most of its fixed cost.
+        sub = object.__new__(GridGeometry)
+        sub.epsilon = self.epsilon
+        sub.axes_x = [axis[k] for axis, k in zip(self.axes_x, kept_x, strict=True)]
+        sub.axes_y = [axis[k] for axis, k in zip(self.axes_y, kept_y, strict=True)]
+        sub.shape_x, sub.shape_y = [len(k) for k in kept_x], [len(k) for k in kept_y]
+        # One gather per kernel: rows by a column of indices, columns by a row of them.
+        rows_x, rows_y = [k[:, None] for k in kept_x], [k[:, None] for k in kept_y]
+        sub._to_target = [k[r, c] for k, r, c in zip(self._to_target, rows_y, kept_x, strict=True)]
+        sub._to_source = [k[r, c] for k, r, c in zip(self._to_source, rows_x, kept_y, strict=True)]
+        sub._to_target_exp = [k[r, c] for k, r, c in zip(self._to_target_exp, rows_x, kept_y,
+                                                         strict=True)]
+        sub._to_source_exp = [k[r, c] for k, r, c in zip(self._to_source_exp, rows_y, kept_x,
+                                                         strict=True)]
+        return sub, source_index, target_index
 
     def cost_matrix(self) -> torch.Tensor:
         """The dense (n, m) cost (materialised on demand, e.g. for plans)."""
@@ -491,17 +534,18 @@ class GridGeometry:
         return values.reshape(batch, -1)
 
 
-def _sub_grid(axes: list[torch.Tensor], used: torch.Tensor):
-    shape = [len(axis) for axis in axes]
+def _sub_grid(shape: list[int], used: torch.Tensor):
+    """Per axis, the coordinates where some used atom lies; and the sub-grid's flat indices."""
     grid_used = used.reshape(shape)
     kept = []
     for k in range(len(shape)):
         others = [d for d in range(len(shape)) if d != k]
-        kept.append(grid_used.any(dim=others).nonzero()[:, 0] if others else
-                    grid_used.nonzero()[:, 0])
-    flat = torch.arange(used.numel(), device=used.device).reshape(shape)
-    flat = flat[torch.meshgrid(*kept, indexing="ij")].reshape(-1)
-    return [axis[index] for axis, index in zip(axes, kept, strict=False)], flat
+        kept.append((grid_used.any(dim=others) if others else grid_used).nonzero()[:, 0])
+    # Row-major flat index of every kept grid point, built axis by axis from the strides.
+    flat = kept[0]
+    for size, index in zip(shape[1:], kept[1:], strict=True):
+        flat = (flat[:, None] * size + index[None, :]).reshape(-1)
+    return kept, flat
 
 
 def make_geometry(

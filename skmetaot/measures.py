@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
-from skmetaot.geometry import detect_grid
+from skmetaot.geometry import GridGeometry, detect_grid
 
 __all__ = ["MeasurePairs", "HistogramPairs", "pairs_from_images", "as_pairs", "image_grid"]
 
@@ -269,6 +269,8 @@ class HistogramPairs(MeasurePairs):
         self.dim = self.x.shape[1]
         self.grid_x = detect_grid(self.x)
         self.grid_y = self.grid_x if self.y is self.x else detect_grid(self.y)
+        # Shared by every selection of these pairs (same supports); see grid_geometry.
+        self._grid_geometries: dict[float, GridGeometry] = {}
 
     def _support(self, points: Any, n_atoms: int, name: str) -> torch.Tensor:
         if points is None:
@@ -300,6 +302,38 @@ class HistogramPairs(MeasurePairs):
         """Floating dtype of the stored tensors."""
         return self.a.dtype
 
+    def grid_geometry(self, epsilon: float) -> GridGeometry | None:
+        """The separable squared Euclidean kernel of the grid supports, built once per epsilon.
+
+        Selections of these pairs (``pairs[k]``) share the cache, so solving pairs one at a time
+        does not rebuild the kernels for each.
+
+        Parameters
+        ----------
+        epsilon : float
+            Entropic regularisation.
+
+        Returns
+        -------
+        GridGeometry or None
+            None unless both supports are product grids.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skmetaot.measures import image_grid
+        >>> pairs = HistogramPairs(torch.rand(3, 16), torch.rand(3, 16), image_grid(4, 4))
+        >>> pairs[0].grid_geometry(0.1) is pairs[2].grid_geometry(0.1)
+        True
+        """
+        if self.grid_x is None or self.grid_y is None:
+            return None
+        cache = self.__dict__.setdefault("_grid_geometries", {})
+        epsilon = float(epsilon)
+        if epsilon not in cache:
+            cache[epsilon] = GridGeometry(self.grid_x, self.grid_y, epsilon)
+        return cache[epsilon]
+
     def __getitem__(self, index: Any) -> HistogramPairs:
         """Select pairs by an int, a slice or an index array; always returns a collection."""
         indices = torch.as_tensor(_as_indices(index, self.n_pairs), dtype=torch.long,
@@ -321,6 +355,7 @@ class HistogramPairs(MeasurePairs):
         for name in ("grid_x", "grid_y"):
             axes = getattr(self, name)
             setattr(new, name, None if axes is None else [move(t) for t in axes])
+        new._grid_geometries = {}  # the kernels are for the old dtype and device
         return new
 
     def padded(self, indices: Sequence[int] | None = None):

@@ -523,3 +523,17 @@ def test_package_exports():
     for name in skmetaot.__all__:
         assert hasattr(skmetaot, name)
     assert skmetaot.as_pairs is as_pairs
+
+
+def test_grid_geometry_is_built_once_per_epsilon_and_rebuilt_by_to():
+    pairs = HistogramPairs(torch.rand(4, 12, dtype=torch.float64),
+                           torch.rand(4, 12, dtype=torch.float64), image_grid(3, 4))
+    geometry = pairs.grid_geometry(0.1)
+    assert pairs[1].grid_geometry(0.1) is geometry and pairs[2:].grid_geometry(0.1) is geometry
+    assert pairs.grid_geometry(0.2) is not geometry
+    assert pairs.grid_geometry(0.2).epsilon == 0.2
+    # Another dtype gets kernels of its own, not the float64 ones.
+    moved = pairs.to(torch.float32).grid_geometry(0.1)
+    assert moved is not geometry and moved._to_target[0].dtype == torch.float32
+    assert HistogramPairs(np.ones((2, 5)), np.ones((2, 5)), np.random.rand(5, 2)).grid_geometry(
+        0.1) is None

@@ -176,6 +176,29 @@ def test_grid_kernel_matches_dense_kernel(axes, epsilon, scale, batch, data):
 
 
 @PROPERTY
+@given(grids(), st.sampled_from([1e-2, 1.0]), st.data())
+def test_restricted_grid_is_the_grid_of_the_kept_coordinates(axes, epsilon, data):
+    axes_x, axes_y = ([torch.from_numpy(u) for u in side] for side in axes)
+    x = torch.cartesian_prod(*axes_x).reshape(-1, len(axes_x))
+    y = torch.cartesian_prod(*axes_y).reshape(-1, len(axes_y))
+    source_used = torch.from_numpy(data.draw(hnp.arrays(np.bool_, len(x))))
+    target_used = torch.from_numpy(data.draw(hnp.arrays(np.bool_, len(y))))
+    grid = GridGeometry(axes_x, axes_y, epsilon)
+    sub, source_index, target_index = grid.restrict(source_used, target_used)
+    for points, used, index, sub_axes in ((x, source_used, source_index, sub.axes_x),
+                                          (y, target_used, target_index, sub.axes_y)):
+        # Every used atom is kept, and the kept indices are the sub-grid's points in order.
+        assert set(used.nonzero()[:, 0].tolist()) <= set(index.tolist())
+        kept = torch.cartesian_prod(*sub_axes).reshape(-1, len(sub_axes))
+        torch.testing.assert_close(points[index], kept, rtol=0, atol=0)
+    # The sliced kernels equal those computed afresh on the kept coordinates.
+    fresh = GridGeometry(sub.axes_x, sub.axes_y, epsilon)
+    for name in ("_to_target", "_to_source", "_to_target_exp", "_to_source_exp"):
+        for got, want in zip(getattr(sub, name), getattr(fresh, name), strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@PROPERTY
 @given(hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 8)),
                   elements=st.one_of(st.just(-np.inf), st.floats(-1e4, 1e4))),
        hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.just(8)),

@@ -384,10 +384,13 @@ class MetaSinkhornTransport(BaseOTEstimator):
 
     def _predict_f(self, pairs: HistogramPairs, batch_size: int | None = None) -> torch.Tensor:
         """Predicted source potentials, -inf on zero-mass atoms (what warm-starts Sinkhorn)."""
+        parts = self._batches(pairs, batch_size)
         with torch.no_grad():
-            f = torch.cat([self._forward(pairs.a[part], pairs.b[part])
-                           for part in self._batches(pairs, batch_size)])
-        return torch.where(pairs.a > 0, f, torch.full_like(f, float("-inf")))
+            if len(parts) == 1:  # one pass, no copies: batch-1 refinement waits on this
+                f = self._forward(pairs.a, pairs.b)
+            else:
+                f = torch.cat([self._forward(pairs.a[part], pairs.b[part]) for part in parts])
+        return f.masked_fill_(pairs.a <= 0, float("-inf"))
 
     def _predict_tensors(self, pairs: HistogramPairs, batch_size: int | None = None):
         geometry = self._geometry(pairs)

@@ -11,7 +11,7 @@ import torch
 
 from skmetaot._backend import ArrayKind, as_float_tensor, kind_of, resolve_device, resolve_dtype
 from skmetaot.costs import CostSpec, is_sqeuclidean, pairwise_cost
-from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, DenseGeometry, GridGeometry, make_geometry
+from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, DenseGeometry, GridGeometry
 from skmetaot.measures import HistogramPairs, MeasurePairs, as_pairs
 from skmetaot.solvers.initializers import gaussian_init, zeros_init
 from skmetaot.solvers.sinkhorn import (
@@ -71,9 +71,9 @@ def pair_geometry(
         matrix = cost_matrix if cost_matrix.ndim == 2 else cost_matrix[indices]
         return DenseGeometry(matrix, epsilon), (x, a, y, b)
     if pairs.shared_support:
-        if is_sqeuclidean(cost) and pairs.grid_x is not None and pairs.grid_y is not None:
-            return make_geometry(epsilon=epsilon, grid_x=pairs.grid_x, grid_y=pairs.grid_y), (
-                x, a, y, b)
+        grid = pairs.grid_geometry(epsilon) if is_sqeuclidean(cost) else None
+        if grid is not None:
+            return grid, (x, a, y, b)
         return DenseGeometry(pairwise_cost(x, y, cost), epsilon), (x, a, y, b)
     return DenseGeometry(pairwise_cost(x, y, cost), epsilon), (x, a, y, b)
 
