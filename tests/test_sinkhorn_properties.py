@@ -227,12 +227,14 @@ def test_softmin_matmul_matches_logsumexp_with_underflow(values, kernel):
         len(values), dtype=kernel.dtype)[:, None, None]
     per_problem = (batched_kernel, torch.exp(-batched_kernel).transpose(-1, -2).contiguous())
     for kern, kern_exp in (shared, per_problem):
-        got = softmin_matmul(values_t, kern, kern_exp).numpy()
         want = torch.logsumexp(values_t[..., None, :] - kern, -1).numpy()
-        assert not np.isnan(got).any()
-        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
-        finite = np.isfinite(want)
-        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-9)
+        # The no-autograd fast path, and the differentiable path (values requiring grad).
+        for inputs in (values_t, values_t.clone().requires_grad_(True)):
+            got = softmin_matmul(inputs, kern, kern_exp).detach().numpy()
+            assert not np.isnan(got).any()
+            np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-9)
 
 
 def test_softmin_last_float32_with_terms_far_below_underflow():
