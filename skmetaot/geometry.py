@@ -456,14 +456,10 @@ class GridGeometry:
         sub.axes_x = [axis[k] for axis, k in zip(self.axes_x, kept_x, strict=True)]
         sub.axes_y = [axis[k] for axis, k in zip(self.axes_y, kept_y, strict=True)]
         sub.shape_x, sub.shape_y = [len(k) for k in kept_x], [len(k) for k in kept_y]
-        # One gather per kernel: rows by a column of indices, columns by a row of them.
-        rows_x, rows_y = [k[:, None] for k in kept_x], [k[:, None] for k in kept_y]
-        sub._to_target = [k[r, c] for k, r, c in zip(self._to_target, rows_y, kept_x, strict=True)]
-        sub._to_source = [k[r, c] for k, r, c in zip(self._to_source, rows_x, kept_y, strict=True)]
-        sub._to_target_exp = [k[r, c] for k, r, c in zip(self._to_target_exp, rows_x, kept_y,
-                                                         strict=True)]
-        sub._to_source_exp = [k[r, c] for k, r, c in zip(self._to_source_exp, rows_y, kept_x,
-                                                         strict=True)]
+        sub._to_target = _gather_kernels(self._to_target, kept_y, kept_x)
+        sub._to_source = _gather_kernels(self._to_source, kept_x, kept_y)
+        sub._to_target_exp = _gather_kernels(self._to_target_exp, kept_x, kept_y)
+        sub._to_source_exp = _gather_kernels(self._to_source_exp, kept_y, kept_x)
         return sub, source_index, target_index
 
     def cost_matrix(self) -> torch.Tensor:
@@ -532,6 +528,12 @@ class GridGeometry:
             reduced = softmin_matmul(moved, kernels[axis], kernels_exp[axis])
             values = reduced.movedim(-1, axis + 1)
         return values.reshape(batch, -1)
+
+
+def _gather_kernels(kernels: list[torch.Tensor], rows: list[torch.Tensor],
+                    cols: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per axis, the kernel's entries at (rows, cols): one gather each."""
+    return [k[r[:, None], c] for k, r, c in zip(kernels, rows, cols, strict=True)]
 
 
 def _sub_grid(shape: list[int], used: torch.Tensor):

@@ -384,12 +384,10 @@ class MetaSinkhornTransport(BaseOTEstimator):
 
     def _predict_f(self, pairs: HistogramPairs, batch_size: int | None = None) -> torch.Tensor:
         """Predicted source potentials, -inf on zero-mass atoms (what warm-starts Sinkhorn)."""
-        parts = self._batches(pairs, batch_size)
         with torch.no_grad():
-            if len(parts) == 1:  # one pass, no copies: batch-1 refinement waits on this
-                f = self._forward(pairs.a, pairs.b)
-            else:
-                f = torch.cat([self._forward(pairs.a[part], pairs.b[part]) for part in parts])
+            parts = [self._forward(pairs.a[part], pairs.b[part])
+                     for part in self._batches(pairs, batch_size)]
+        f = parts[0] if len(parts) == 1 else torch.cat(parts)  # one part: no copy
         return f.masked_fill_(pairs.a <= 0, float("-inf"))
 
     def _predict_tensors(self, pairs: HistogramPairs, batch_size: int | None = None):
