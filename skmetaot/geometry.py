@@ -1,6 +1,6 @@
 """Kernels of the log-domain Sinkhorn iteration: the two soft-min reductions over a cost.
 
-A geometry holds a cost already divided by epsilon and applies, for a batch of scaled potentials
+A geometry holds a cost and epsilon and applies, for a batch of scaled potentials
 F = f / eps (B, n) and G = g / eps (B, m),
 
 * ``lse_source(F)[b, j] = LSE_i(F[b, i] - C[i, j] / eps)``  (the g-update), and
@@ -9,7 +9,10 @@ F = f / eps (B, n) and G = g / eps (B, m),
 :class:`DenseGeometry` works from a cost matrix shared by the batch (n, m) or one per problem
 (B, n, m), never materialising (B, n, m) when one matrix serves; :class:`GridGeometry` applies the
 squared Euclidean cost on product grids axis by axis ("convolutional Wasserstein", done in log
-space), which costs O(n^{1 + 1/D}) per problem instead of O(n^2).
+space), which costs O(n^{1 + 1/D}) per problem instead of O(n^2); :class:`OnlineGeometry`
+computes the costs between point clouds block by block from the supports, never holding an
+(n, m) matrix. :func:`make_geometry` chooses between them. The soft-min arithmetic they share
+lives in ``skmetaot._softmin``.
 """
 
 from __future__ import annotations
@@ -18,222 +21,28 @@ import math
 
 import torch
 
-__all__ = ["DenseGeometry", "GridGeometry", "detect_grid", "make_geometry", "softmin_last",
-           "softmin_matmul"]
+from skmetaot._online_geometry import OnlineGeometry
+from skmetaot._softmin import (
+    plan_cost_moment,
+    softmin_blocks,
+    softmin_last,
+    softmin_matmul,
+    softmin_rows,
+)
+from skmetaot.costs import CostSpec, pairwise_cost
+
+__all__ = ["DenseGeometry", "GridGeometry", "OnlineGeometry", "detect_grid", "make_geometry",
+           "softmin_blocks", "softmin_last", "softmin_matmul"]
 
 #: Upper bound on the elements of per-problem (B, n, m) cost tensors held at once (~256 MB in
 #: float64): collections with per-pair supports are solved in batches that respect it.
 DENSE_CHUNK_ELEMENTS = 1 << 25
-
-
-def softmin_last(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """``LSE_i(values[..., i] - kernel[..., j, i])`` over the last axis, for every row j.
-
-    Same result as ``torch.logsumexp(values[..., None, :] - kernel, -1)``, working in place on
-    one (..., m, n) temporary (this is the solver's hot loop). Under autograd the backward pass
-    recomputes the soft-min weights in one more temporary instead of keeping the several that
-    autograd would (the dense kernels of meta-training are large: 64 pairs x 100 x 10,000 on the
-    sphere). Rows that are all -inf give -inf, never NaN, and a zero gradient.
-
-    Parameters
-    ----------
-    values : torch.Tensor of shape (..., n)
-        Scaled potentials.
-    kernel : torch.Tensor of shape (m, n) or (..., m, n)
-        Scaled costs.
-
-    Returns
-    -------
-    torch.Tensor of shape (..., m)
-
-    Examples
-    --------
-    >>> import torch
-    >>> values = torch.tensor([[0.0, -float("inf")]])
-    >>> kernel = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
-    >>> softmin_last(values, kernel)
-    tensor([[ 0., -1.]])
-    >>> softmin_last(torch.full((1, 2), -float("inf")), kernel)  # dead row: -inf, not NaN
-    tensor([[-inf, -inf]])
-    """
-    if torch.is_grad_enabled() and (values.requires_grad or kernel.requires_grad):
-        return _SoftminLast.apply(values, kernel)
-    return _softmin_last_values(values, kernel)
-
-
-def _softmin_last_values(values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    shifted = values[..., None, :] - kernel
-    peak = shifted.amax(-1, keepdim=True)
-    live = torch.isfinite(peak)
-    peak = torch.where(live, peak, torch.zeros((), dtype=peak.dtype, device=peak.device))
-    shifted.sub_(peak).clamp_(min=exp_floor(shifted.dtype)).exp_()
-    out = shifted.sum(-1).log_().add_(peak[..., 0])
-    return out.masked_fill_(~live[..., 0], float("-inf"))
-
-
-class _SoftminLast(torch.autograd.Function):
-    """:func:`softmin_last` with a backward pass that recomputes its soft-min weights."""
-
-    @staticmethod
-    def forward(ctx, values: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        out = _softmin_last_values(values.detach(), kernel.detach())
-        ctx.save_for_backward(values, kernel, out)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
-        values, kernel, out = ctx.saved_tensors
-        live = torch.isfinite(out)
-        # d out_j / d values_i = exp(values_i - kernel_ji - out_j): the soft-min weights.
-        weights = values[..., None, :] - kernel
-        weights.sub_(torch.where(live, out, torch.zeros_like(out))[..., None])
-        # A floor well above underflow: products of floored weights with the incoming gradient
-        # stay normal numbers (denormal arithmetic is another ~10x slow path on CPUs).
-        weights.clamp_(min=exp_floor(weights.dtype) + 30.0).exp_()
-        weights.mul_(torch.where(live, grad_out, torch.zeros_like(grad_out))[..., None])
-        # The floor gave atoms without mass (values -inf) a tiny weight: their gradient is 0.
-        mass = torch.isfinite(values)
-        grad_values = grad_kernel = None
-        if ctx.needs_input_grad[0]:
-            grad_values = torch.where(mass, weights.sum(-2).sum_to_size(values.shape), 0.0)
-        if ctx.needs_input_grad[1]:
-            weights.masked_fill_(~mass[..., None, :], 0.0)
-            grad_kernel = weights.neg_().sum_to_size(kernel.shape)
-        return grad_values, grad_kernel
-
-
-def exp_floor(dtype: torch.dtype) -> float:
-    """Lower clamp for arguments of ``exp`` in a shifted log-sum-exp of this dtype.
-
-    Torch's vectorised ``exp`` takes a slow path (about 25x slower on CPU) for arguments whose
-    result underflows (below about -87 in float32, -708 in float64, and -inf itself). In a
-    log-sum-exp shifted by its maximum, the largest term is 1, so replacing each underflowing
-    term by ``exp(floor)`` (just above the smallest normal number) changes the sum by less than
-    ``n * 1e-37`` relative: invisible in the dtype's precision.
-
-    Parameters
-    ----------
-    dtype : torch.dtype
-        A floating dtype.
-
-    Returns
-    -------
-    float
-
-    Examples
-    --------
-    >>> import torch
-    >>> round(exp_floor(torch.float32), 1), round(exp_floor(torch.float64), 1)
-    (-86.3, -707.4)
-    """
-    return math.log(torch.finfo(dtype).tiny) + 1.0
-
-
-def _safe_log(total: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
-    """``log(total)`` with -inf on dead (all -inf) rows and a zero, not NaN, gradient there."""
-    safe = torch.where(live, total, torch.ones((), dtype=total.dtype, device=total.device))
-    return torch.where(live, safe.log(), torch.full_like(safe, float("-inf")))
-
-
-#: Below this, a float64 sum of exponentials may have lost terms to underflow: such entries are
-#: recomputed with the exact shifted log-sum-exp.
-_UNDERFLOW_GUARD = 1e-280
-#: Above this fraction of suspect entries, the whole reduction is done with the exact kernel.
-_DENSE_FALLBACK_FRACTION = 0.25
-
-
-def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch.Tensor):
-    """:func:`softmin_last` through a float64 matrix product, exact fallback on underflow.
-
-    Each row is shifted by its own maximum, so ``exp(values - peak) <= 1``; the sum against
-    ``exp(-kernel)`` is then a matrix product (n exponentials per row instead of n * m). The
-    result equals the log-sum-exp to float64 rounding whenever the sum is above ``1e-280`` (every
-    term lost to underflow is below 1e-308); the entries under that are recomputed one by one
-    with the exact shifted log-sum-exp. Differentiable (the shift is a constant for autograd).
-
-    Parameters
-    ----------
-    values : torch.Tensor of shape (..., n)
-        Scaled potentials; with a batched kernel, the first axis is the batch.
-    kernel : torch.Tensor of shape (m, n) or (B, m, n)
-        Scaled costs.
-    kernel_exp : torch.Tensor of shape (n, m) or (B, n, m), float64
-        ``exp(-kernel)`` transposed, precomputed.
-
-    Returns
-    -------
-    torch.Tensor of shape (..., m), in the dtype of ``values``
-
-    Examples
-    --------
-    >>> import torch
-    >>> gen = torch.Generator().manual_seed(0)
-    >>> values = torch.randn(4, 5, generator=gen, dtype=torch.float64)
-    >>> kernel = 100 * torch.rand(3, 5, generator=gen, dtype=torch.float64)
-    >>> fast = softmin_matmul(values, kernel, torch.exp(-kernel).T)
-    >>> torch.allclose(fast, softmin_last(values, kernel))
-    True
-    """
-    if torch.is_grad_enabled() and (values.requires_grad or kernel.requires_grad):
-        out, suspect = _softmin_matmul_differentiable(values, kernel_exp)
-    else:
-        out, suspect = _softmin_matmul_values(values, kernel_exp)
-    if not bool(suspect.any()):
-        return out
-    if float(suspect.float().mean()) > _DENSE_FALLBACK_FRACTION:
-        # The row shift fails almost everywhere (e.g. tiny eps on a large domain): one
-        # dense log-sum-exp is cheaper than gathering most entries one by one.
-        if kernel.ndim == 3:
-            shape = values.shape
-            flat = values.reshape(shape[0], -1, shape[-1])
-            return softmin_last(flat, kernel[:, None]).reshape(*shape[:-1], -1)
-        return softmin_last(values, kernel)
-    index = suspect.nonzero(as_tuple=True)
-    rows = values[index[:-1]]
-    costs = kernel[index[0], index[-1]] if kernel.ndim == 3 else kernel[index[-1]]
-    return out.index_put(index, torch.logsumexp(rows - costs, dim=-1))
-
-
-def _row_sums(weights: torch.Tensor, kernel_exp: torch.Tensor) -> torch.Tensor:
-    """``weights @ kernel_exp``, batched along the first axis for one kernel per problem."""
-    if kernel_exp.ndim == 3:
-        flat = weights.reshape(weights.shape[0], -1, weights.shape[-1])
-        return torch.bmm(flat, kernel_exp).reshape(*weights.shape[:-1], kernel_exp.shape[-1])
-    return weights @ kernel_exp
-
-
-def _softmin_matmul_values(values: torch.Tensor, kernel_exp: torch.Tensor):
-    """The fast path of :func:`softmin_matmul` without autograd: (result, suspect entries).
-
-    The Sinkhorn loop's hot path, where each reduction on a small grid is a few microseconds of
-    arithmetic: in-place operations and masked fills keep its operator count about half that
-    of the differentiable path.
-    """
-    wide = values.to(torch.float64)
-    peak = wide.amax(-1, keepdim=True)
-    dead = peak == float("-inf")
-    peak.masked_fill_(dead, 0.0)
-    total = _row_sums((wide - peak).clamp_min_(exp_floor(torch.float64)).exp_(), kernel_exp)
-    # A dead row's weights were all floored: its tiny sum is not a sum of real terms.
-    total.masked_fill_(dead, 1.0)
-    suspect = total < _UNDERFLOW_GUARD
-    out = total.log_().add_(peak).masked_fill_(dead, float("-inf"))
-    return out.to(values.dtype), suspect
-
-
-def _softmin_matmul_differentiable(values: torch.Tensor, kernel_exp: torch.Tensor):
-    """:func:`_softmin_matmul_values` under autograd (the shift is a constant for it)."""
-    wide = values.to(torch.float64)
-    peak = wide.detach().amax(-1, keepdim=True)
-    live = torch.isfinite(peak)
-    peak = torch.where(live, peak, torch.zeros((), dtype=peak.dtype, device=peak.device))
-    total = _row_sums(torch.exp((wide - peak).clamp_min(exp_floor(wide.dtype))), kernel_exp)
-    suspect = (total.detach() < _UNDERFLOW_GUARD) & live
-    # Suspect entries are replaced by the caller and dead rows are -inf: keep log() finite on
-    # both so that their zero upstream gradient never meets an infinite local one (0 * inf = NaN).
-    total = torch.where(suspect, torch.ones((), dtype=total.dtype, device=total.device), total)
-    return (_safe_log(total, live.expand_as(total)) + peak).to(values.dtype), suspect
+#: Largest cost (elements) whose float64 kernel ``exp(-C / eps)`` a :class:`DenseGeometry`
+#: keeps for its matrix-product fast path (256 MB); larger costs are reduced by blocks.
+KERNEL_ELEMENTS = DENSE_CHUNK_ELEMENTS
+#: Per-problem cost size (n * m) above which ``geometry="auto"`` computes costs from the
+#: supports block by block (:class:`OnlineGeometry`) instead of materialising them.
+ONLINE_ELEMENTS = DENSE_CHUNK_ELEMENTS
 
 
 def detect_grid(points: torch.Tensor) -> list[torch.Tensor] | None:
@@ -269,6 +78,13 @@ def detect_grid(points: torch.Tensor) -> list[torch.Tensor] | None:
 class DenseGeometry:
     """Soft-min reductions over an explicit cost matrix.
 
+    The geometry keeps a reference to ``cost`` (no scaled copy, no transpose) and, when the
+    cost has at most ``KERNEL_ELEMENTS`` entries (2^25), ``exp(-C / eps)`` in float64 for the
+    matrix-product fast path of :func:`softmin_matmul` (one orientation: the other reduction
+    reads it transposed). A larger cost is reduced exactly by blocks of rows
+    (:func:`softmin_blocks`), so that a problem holds its cost and temporaries of about 1 MB,
+    never a second (n, m) matrix.
+
     Parameters
     ----------
     cost : torch.Tensor of shape (n, m) or (B, n, m)
@@ -287,12 +103,16 @@ class DenseGeometry:
     def __init__(self, cost: torch.Tensor, epsilon: float) -> None:
         self.cost = cost
         self.epsilon = float(epsilon)
-        self.scaled = cost / self.epsilon
         self.batched = cost.ndim == 3
-        # exp(-C/eps) in float64, in both orientations, for the matrix-product fast path.
-        self._exp_to_target = torch.exp(-self.scaled.to(torch.float64))
-        self._exp_to_source = self._exp_to_target.transpose(-1, -2).contiguous()
-        self._scaled_t = self.scaled.transpose(-1, -2).contiguous()
+        self._kernel_exp = None
+        if cost.numel() <= KERNEL_ELEMENTS:
+            # exp(-C/eps) in float64, built in place in one allocation.
+            self._kernel_exp = cost.to(torch.float64, copy=True).div_(-self.epsilon).exp_()
+
+    @property
+    def scaled(self) -> torch.Tensor:
+        """``C / eps``, computed when read (the reductions never need it whole)."""
+        return self.cost / self.epsilon
 
     def select(self, indices: torch.Tensor) -> DenseGeometry:
         """The geometry of a sub-batch (a shared cost is kept as is)."""
@@ -300,8 +120,9 @@ class DenseGeometry:
             return self
         new = object.__new__(DenseGeometry)
         new.__dict__.update(self.__dict__)
-        for name in ("cost", "scaled", "_exp_to_target", "_exp_to_source", "_scaled_t"):
-            setattr(new, name, getattr(self, name)[indices])
+        new.cost = self.cost[indices]
+        if self._kernel_exp is not None:
+            new._kernel_exp = self._kernel_exp[indices]
         return new
 
     def restrict(self, source_used: torch.Tensor, target_used: torch.Tensor):
@@ -331,19 +152,26 @@ class DenseGeometry:
 
     def lse_source(self, potential: torch.Tensor) -> torch.Tensor:
         """``LSE_i(F[b, i] - C[i, j] / eps)`` for F of shape (B, n); returns (B, m)."""
-        return softmin_matmul(potential, self._scaled_t, self._exp_to_target)
+        if self._kernel_exp is None and not (torch.is_grad_enabled()
+                                             and potential.requires_grad):
+            return softmin_rows(potential, self.cost, 1.0 / self.epsilon)
+        return self._softmin(potential, self.cost.transpose(-1, -2), self._kernel_exp)
 
     def lse_target(self, potential: torch.Tensor) -> torch.Tensor:
         """``LSE_j(G[b, j] - C[i, j] / eps)`` for G of shape (B, m); returns (B, n)."""
-        return softmin_matmul(potential, self.scaled, self._exp_to_source)
+        kernel_exp = None if self._kernel_exp is None else self._kernel_exp.transpose(-1, -2)
+        return self._softmin(potential, self.cost, kernel_exp)
+
+    def _softmin(self, potential: torch.Tensor, kernel: torch.Tensor, kernel_exp):
+        if kernel_exp is None:
+            return softmin_blocks(potential, kernel, 1.0 / self.epsilon)
+        return softmin_matmul(potential, kernel, kernel_exp, 1.0 / self.epsilon)
 
     def transport_cost(self, scaled_f: torch.Tensor, scaled_g: torch.Tensor) -> torch.Tensor:
         """``<C, P>`` of the plans ``P_ij = exp(F_i + G_j - C_ij / eps)``, without forming them.
 
-        One soft-min against the kernel ``C_ij / eps - log(C_ij - c)``, where ``c`` is the
-        smallest cost when it is negative and 0 otherwise, gives
-        ``log sum_j (C_ij - c) exp(G_j - C_ij / eps)`` for every source atom: the memory of a
-        Sinkhorn step, not of a plan. Computed in float64.
+        The plans are formed a block of rows at a time (``plan_cost_moment``), in float64:
+        the memory of a Sinkhorn step's temporaries, not of a plan.
 
         Parameters
         ----------
@@ -365,16 +193,8 @@ class DenseGeometry:
         >>> torch.allclose(DenseGeometry(cost, 0.5).transport_cost(f, g), (cost * plan).sum())
         True
         """
-        wide_f, wide_g = scaled_f.to(torch.float64), scaled_g.to(torch.float64)
-        cost = self.cost.to(torch.float64)
-        shift = min(0.0, float(cost.min()))
-        moved = cost - shift
-        kernel = cost / self.epsilon - torch.log(moved)  # +inf where the cost is c: no weight
-        kernel_exp = (moved * torch.exp(-cost / self.epsilon)).transpose(-1, -2).contiguous()
-        total = torch.exp(wide_f + softmin_matmul(wide_g, kernel, kernel_exp)).sum(-1)
-        if shift:
-            total = total + shift * torch.exp(wide_f + self.lse_target(wide_g)).sum(-1)
-        return total
+        return plan_cost_moment(scaled_f, scaled_g, self.cost.shape[-2],
+                                lambda start, stop: self.cost[..., start:stop, :], self.epsilon)
 
 
 class GridGeometry:
@@ -550,27 +370,49 @@ def _sub_grid(shape: list[int], used: torch.Tensor):
     return kept, flat
 
 
+#: The geometries ``make_geometry(kind=...)`` (and ``sinkhorn(geometry=...)``) choose between.
+GEOMETRY_KINDS = ("auto", "dense", "online")
+
+
 def make_geometry(
     *,
     epsilon: float,
     cost_matrix: torch.Tensor | None = None,
     grid_x: list[torch.Tensor] | None = None,
     grid_y: list[torch.Tensor] | None = None,
-) -> DenseGeometry | GridGeometry:
-    """Pick the kernel: the separable one on grids, else the dense one.
+    x: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
+    cost: CostSpec = "sqeuclidean",
+    kind: str = "auto",
+) -> DenseGeometry | GridGeometry | OnlineGeometry:
+    """Pick the kernel: a given cost matrix, the separable one on grids, dense or online.
 
     Parameters
     ----------
     epsilon : float
         Entropic regularisation.
     cost_matrix : torch.Tensor, optional
-        (n, m) or (B, n, m) cost; required unless both grids are given.
+        (n, m) or (B, n, m) cost; it is used as it is (:class:`DenseGeometry`).
     grid_x, grid_y : list of torch.Tensor, optional
-        Axes of product-grid supports (squared Euclidean cost only).
+        Axes of product-grid supports (squared Euclidean cost only), used by ``kind="auto"``.
+    x, y : torch.Tensor, optional
+        Supports (n, d) and (m, d), or (B, n, d) and (B, m, d), for the cost ``cost``.
+    cost : str or callable, default="sqeuclidean"
+    kind : {"auto", "dense", "online"}, default="auto"
+        ``"dense"`` materialises ``cost(x, y)``; ``"online"`` never does
+        (:class:`OnlineGeometry`); ``"auto"`` takes the grid kernel on grids, and otherwise
+        the online geometry when one problem's cost would have more than 2^25 entries
+        (``ONLINE_ELEMENTS``), the dense one below.
 
     Returns
     -------
-    DenseGeometry or GridGeometry
+    DenseGeometry, GridGeometry or OnlineGeometry
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown, ``kind="online"`` comes with a cost matrix (it computes the costs
+        from the supports), or neither a cost matrix nor supports are given.
 
     Examples
     --------
@@ -580,9 +422,29 @@ def make_geometry(
     'GridGeometry'
     >>> type(make_geometry(epsilon=0.1, cost_matrix=torch.zeros(3, 4))).__name__
     'DenseGeometry'
+    >>> x, y = torch.rand(6000, 2), torch.rand(6000, 2)
+    >>> type(make_geometry(epsilon=0.1, x=x, y=y)).__name__  # 3.6e7 > 2^25 entries
+    'OnlineGeometry'
+    >>> type(make_geometry(epsilon=0.1, x=x[:10], y=y[:10], kind="online")).__name__
+    'OnlineGeometry'
     """
-    if grid_x is not None and grid_y is not None and len(grid_x) == len(grid_y):
+    if kind not in GEOMETRY_KINDS:
+        raise ValueError(f"geometry={kind!r} is not one of {GEOMETRY_KINDS}")
+    if cost_matrix is not None:
+        if kind == "online":
+            raise ValueError("geometry='online' computes the costs from the supports x and y; "
+                             "it cannot use a given cost matrix C (use geometry='dense' or "
+                             "'auto', or pass x and y instead of C)")
+        return DenseGeometry(cost_matrix, epsilon)
+    if kind == "auto" and grid_x is not None and grid_y is not None and (
+            len(grid_x) == len(grid_y)):
         return GridGeometry(grid_x, grid_y, epsilon)
-    if cost_matrix is None:
-        raise ValueError("a cost matrix is needed when the supports are not both grids")
-    return DenseGeometry(cost_matrix, epsilon)
+    if x is None or y is None:
+        if grid_x is not None and grid_y is not None:
+            x, y = torch.cartesian_prod(*grid_x), torch.cartesian_prod(*grid_y)
+            x, y = (x[:, None], y[:, None]) if x.ndim == 1 else (x, y)
+        else:
+            raise ValueError("a cost matrix, or the supports x and y, are needed")
+    if kind == "online" or (kind == "auto" and x.shape[-2] * y.shape[-2] > ONLINE_ELEMENTS):
+        return OnlineGeometry(x, y, epsilon, cost)
+    return DenseGeometry(pairwise_cost(x, y, cost), epsilon)

@@ -65,7 +65,7 @@ def sinkhorn_convergence(pairs: Any, iterations: Sequence[int], *, epsilon: floa
         # A solve of k iterations returns the f its last error was measured on; the next
         # segment's first iteration measures that f again, hence the extra one.
         state = solve_pairs(measure_pairs, epsilon=epsilon, cost=cost, init=start,
-                            tol=_NO_STOP, max_iter=count - done + (done > 0))
+                            tol=_NO_STOP, max_iter=count - done + (done > 0), warn=False)
         errors.append(state.errors.detach().cpu().double().numpy())
         start, done = state.f, count
     return np.stack(errors)

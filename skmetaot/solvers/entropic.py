@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,15 +11,17 @@ import numpy as np
 import torch
 
 from skmetaot._backend import ArrayKind, as_float_tensor, kind_of, resolve_device, resolve_dtype
-from skmetaot.costs import CostSpec, is_sqeuclidean, pairwise_cost
-from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, DenseGeometry, GridGeometry
+from skmetaot.costs import CostSpec, is_sqeuclidean
+from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, make_geometry
 from skmetaot.measures import HistogramPairs, MeasurePairs, as_pairs
 from skmetaot.solvers.initializers import gaussian_init, zeros_init
 from skmetaot.solvers.sinkhorn import (
+    Geometry,
     SinkhornState,
     scale_on_support,
     solve_batch,
     transport_plan,
+    warn_unconverged,
 )
 
 _NAMED_INITS = ("zeros", "gaussian")
@@ -48,7 +51,8 @@ def pair_geometry(
     epsilon: float,
     cost: CostSpec,
     cost_matrix: torch.Tensor | None,
-) -> tuple[DenseGeometry | GridGeometry, tuple[torch.Tensor, ...]]:
+    geometry: str = "auto",
+) -> tuple[Geometry, tuple[torch.Tensor, ...]]:
     """Geometry and padded ``(x, a, y, b)`` of the pairs ``indices``.
 
     Parameters
@@ -59,23 +63,25 @@ def pair_geometry(
     cost : str or callable
     cost_matrix : torch.Tensor, optional
         (n, m) shared or (N, n, m) per-pair costs overriding ``cost``.
+    geometry : {"auto", "dense", "online"}, default="auto"
+        As in :func:`~skmetaot.sinkhorn`.
 
     Returns
     -------
-    geometry : DenseGeometry or GridGeometry
+    geometry : DenseGeometry, GridGeometry or OnlineGeometry
     tensors : tuple of torch.Tensor
         ``(x, a, y, b)`` as returned by :meth:`MeasurePairs.padded`.
     """
     x, a, y, b = pairs.padded(indices)
+    tensors = (x, a, y, b)
     if cost_matrix is not None:
         matrix = cost_matrix if cost_matrix.ndim == 2 else cost_matrix[indices]
-        return DenseGeometry(matrix, epsilon), (x, a, y, b)
-    if pairs.shared_support:
-        grid = pairs.grid_geometry(epsilon) if is_sqeuclidean(cost) else None
+        return make_geometry(epsilon=epsilon, cost_matrix=matrix, kind=geometry), tensors
+    if geometry == "auto" and pairs.shared_support and is_sqeuclidean(cost):
+        grid = pairs.grid_geometry(epsilon)  # cached on the pairs, per epsilon
         if grid is not None:
-            return grid, (x, a, y, b)
-        return DenseGeometry(pairwise_cost(x, y, cost), epsilon), (x, a, y, b)
-    return DenseGeometry(pairwise_cost(x, y, cost), epsilon), (x, a, y, b)
+            return grid, tensors
+    return make_geometry(epsilon=epsilon, x=x, y=y, cost=cost, kind=geometry), tensors
 
 
 def _initial_f(init: Any, geometry, tensors, indices, pairs: MeasurePairs) -> torch.Tensor:
@@ -189,6 +195,8 @@ def solve_pairs(
     tol: float = 1e-3,
     max_iter: int = 1000,
     batch_size: int | None = None,
+    geometry: str = "auto",
+    warn: bool = True,
 ) -> SinkhornState:
     """Solve every pair of a :class:`~skmetaot.MeasurePairs` (torch in and out; padded potentials).
 
@@ -196,8 +204,9 @@ def solve_pairs(
     ----------
     pairs : MeasurePairs
         Already on the device and dtype to compute in.
-    epsilon, cost, init, tol, max_iter
-        As in :func:`~skmetaot.sinkhorn`.
+    epsilon, cost, init, tol, max_iter, geometry, warn
+        As in :func:`~skmetaot.sinkhorn`. The convergence warning is issued once for the whole
+        call, for all batches.
     cost_matrix : torch.Tensor, optional
         (n, m) or (N, n, m) costs overriding ``cost``.
     batch_size : int, optional
@@ -208,6 +217,11 @@ def solve_pairs(
     -------
     SinkhornState
         Potentials padded to the largest size (padding atoms: -inf).
+
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        When problems stop at ``max_iter`` above ``tol`` (unless ``warn=False``).
 
     Examples
     --------
@@ -228,15 +242,17 @@ def solve_pairs(
     states = []
     for start in range(0, pairs.n_pairs, step):
         indices = list(range(start, min(start + step, pairs.n_pairs)))
-        geometry, tensors = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
-                                          cost_matrix=cost_matrix)
-        f_init = _initial_f(init, geometry, tensors, indices, pairs)
-        states.append(solve_batch(geometry, tensors[1], tensors[3], f_init, tol=tol,
-                                  max_iter=max_iter))
-    if len(states) == 1:
-        return states[0]
-    return SinkhornState(*(_cat_padded([getattr(s, name) for s in states])
-                           for name in ("f", "g", "n_iter", "errors", "converged")))
+        kernel, tensors = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
+                                        cost_matrix=cost_matrix, geometry=geometry)
+        f_init = _initial_f(init, kernel, tensors, indices, pairs)
+        states.append(solve_batch(kernel, tensors[1], tensors[3], f_init, tol=tol,
+                                  max_iter=max_iter, warn=False))
+    state = states[0] if len(states) == 1 else SinkhornState(
+        *(_cat_padded([getattr(s, name) for s in states])
+          for name in ("f", "g", "n_iter", "errors", "converged")))
+    if warn:
+        warn_unconverged(state.errors, state.converged, tol=tol, max_iter=max_iter)
+    return state
 
 
 def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -418,6 +434,8 @@ def sinkhorn(
     batch_size: int | None = None,
     device: Any = None,
     dtype: Any = None,
+    geometry: str = "auto",
+    warn: bool = True,
 ) -> SinkhornResult:
     """Batched log-domain Sinkhorn for one or many entropic OT problems.
 
@@ -450,7 +468,19 @@ def sinkhorn(
     device : str or torch.device, optional
         Where to compute; default: the input's device ("auto" picks CUDA when present).
     dtype : {"float32", "float64"}, optional
-        Computation dtype; default: the input's.
+        Computation dtype; default: the input's. Half-precision inputs (float16, bfloat16)
+        are refused unless ``dtype`` asks for their conversion.
+    geometry : {"auto", "dense", "online"}, default="auto"
+        How the cost enters the iterations. ``"dense"`` materialises the (n, m) cost;
+        ``"online"`` computes it from ``x`` and ``y`` block by block at each iteration and
+        never holds it (memory O((n + m) d): 50,000 x 50,000 points fit in a few hundred MB;
+        see :class:`~skmetaot.geometry.OnlineGeometry`); ``"auto"`` uses the separable kernel
+        on grids, the online geometry when one problem's cost would exceed 2^25 entries
+        (about 5,800 x 5,800 points), the dense one otherwise. A given ``C`` is always dense.
+    warn : bool, default=True
+        Issue one :class:`~sklearn.exceptions.ConvergenceWarning` when problems stop at
+        ``max_iter`` with an error above ``tol``; ``warn=False`` (or a warnings filter)
+        silences it. ``converged`` and ``errors`` say the same per problem.
 
     Returns
     -------
@@ -459,18 +489,34 @@ def sinkhorn(
     Raises
     ------
     TypeError
-        If an input is not an array of real numbers (object, string or complex arrays).
+        If an input is not an array of real numbers (object, string or complex arrays), or is
+        in half precision (float16, bfloat16) without an explicit ``dtype``.
     ValueError
         If an input holds NaN or inf, weights are negative or sum to zero, a measure is empty,
-        shapes disagree, a tensor is on the ``meta`` device (no data), or ``C``, ``x`` or ``y``
-        are given without ``b``. Messages name the argument and, where there is one, the pair.
+        shapes disagree, a tensor is on the ``meta`` device (no data), ``C``, ``x`` or ``y``
+        are given without ``b``, ``geometry`` is unknown, or ``geometry="online"`` comes with
+        ``C``. Messages name the argument and, where there is one, the pair.
+
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        When problems stop at ``max_iter`` above ``tol`` (once per call; unless
+        ``warn=False``).
+    UserWarning
+        When an input tensor requires grad: the outputs are detached (see Notes).
 
     Notes
     -----
     Integer and boolean arrays are converted to float64. Repeated support points are allowed.
     Any finite positive ``epsilon`` is accepted: the log-domain iterations keep the potentials
     finite for a tiny epsilon (1e-8, which may need more than ``max_iter`` iterations and then
-    reports ``converged=False``) as for a huge one (1e8, converged in a few iterations).
+    reports ``converged=False``, with a warning) as for a huge one (1e8, converged in a few
+    iterations).
+
+    The solver does not differentiate through its iterations: outputs are detached from
+    autograd. The solution is the gradient of the entropic OT value (envelope theorem): with
+    ``OT(a, b, C)`` the optimum, ``dOT/da = f``, ``dOT/db = g`` (up to a constant) and
+    ``dOT/dC = P``, the plan; see :ref:`gradients`.
 
     Examples
     --------
@@ -482,6 +528,8 @@ def sinkhorn(
     >>> res.plan().sum(0).round(4)
     array([0.1667, 0.1667, 0.1667, 0.1667, 0.1667, 0.1667])
     """
+    _check_precision_and_autograd({"a": a, "b": b, "C": C, "x": x, "y": y, "init": init},
+                                  dtype)
     single = False
     cost_matrix = None
     if b is None:
@@ -500,7 +548,8 @@ def sinkhorn(
     if cost_matrix is not None:
         cost_matrix = cost_matrix.to(dtype=pairs.dtype, device=_device_of(pairs))
     state = solve_pairs(pairs, epsilon=epsilon, cost=cost, cost_matrix=cost_matrix, init=init,
-                        tol=tol, max_iter=max_iter, batch_size=batch_size)
+                        tol=tol, max_iter=max_iter, batch_size=batch_size, geometry=geometry,
+                        warn=warn)
     result = SinkhornResult(
         f=_to_user(_trim(state.f, pairs.source_sizes, pairs), single, kind=kind),
         g=_to_user(_trim(state.g, pairs.target_sizes, pairs), single, kind=kind),
@@ -513,6 +562,48 @@ def sinkhorn(
     if return_plan:
         result.plans = result.plan()
     return result
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _check_precision_and_autograd(inputs: dict[str, Any], dtype: Any) -> None:
+    """Refuse half precision (unless ``dtype`` converts it) and warn that autograd is cut.
+
+    Walks tensors and arrays nested in lists and tuples (the pair forms), never iterators.
+    """
+    half, grad = [], []
+    for name, value in inputs.items():
+        for leaf in _array_leaves(value):
+            if isinstance(leaf, torch.Tensor):
+                if leaf.dtype in _HALF:
+                    half.append((name, leaf.dtype))
+                if leaf.requires_grad:
+                    grad.append(name)
+            elif isinstance(leaf, np.ndarray) and leaf.dtype == np.float16:
+                half.append((name, "numpy float16"))
+    if half and dtype is None:
+        name, kind = half[0]
+        raise TypeError(f"{name} has dtype {kind}: sinkhorn computes in float32 or float64 "
+                        "(half precision cannot hold the log-domain potentials' digits); "
+                        "convert it, or pass dtype='float32' to convert it explicitly")
+    if grad:
+        names = ", ".join(dict.fromkeys(grad))
+        warnings.warn(f"{names} require{'s' if len(set(grad)) == 1 else ''} grad, but sinkhorn "
+                      "does not differentiate through its iterations: its outputs are "
+                      "detached. The solution is the gradient of the entropic OT value "
+                      "(dOT/da = f, dOT/db = g, dOT/dC = the plan; see the user guide, "
+                      "'Gradients'); pass detached tensors to silence this warning.",
+                      UserWarning, stacklevel=3)
+
+
+def _array_leaves(value: Any, depth: int = 0):
+    """Tensors and numpy arrays in ``value`` and in lists/tuples of it, three levels deep."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        yield value
+    elif isinstance(value, (list, tuple)) and depth < 3:
+        for item in value:
+            yield from _array_leaves(item, depth + 1)
 
 
 def _device_of(pairs: MeasurePairs) -> torch.device:

@@ -11,16 +11,24 @@ Many entropic OT problems are solved at once, each stopping on its own L1 margin
 
 Finished problems leave the working batch, so they stop costing work. Zero weights give
 potentials of -inf on those atoms (their rows/columns of the plan are exactly zero, as in POT's
-``log_u``), with no NaN anywhere.
+``log_u``), with no NaN anywhere. Problems that reach ``max_iter`` above the tolerance are
+reported by one :class:`~sklearn.exceptions.ConvergenceWarning` per call
+(:func:`warn_unconverged`).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from dataclasses import dataclass
 
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
-from skmetaot.geometry import DenseGeometry, GridGeometry
+from skmetaot.geometry import DenseGeometry, GridGeometry, OnlineGeometry
+
+Geometry = DenseGeometry | GridGeometry | OnlineGeometry
 
 
 @dataclass
@@ -77,7 +85,7 @@ def scale_on_support(potential: torch.Tensor, weights: torch.Tensor, epsilon: fl
                        torch.full_like(potential, float("-inf")))
 
 
-def sweep(geometry: DenseGeometry | GridGeometry, scaled_f: torch.Tensor, log_b: torch.Tensor):
+def sweep(geometry: Geometry, scaled_f: torch.Tensor, log_b: torch.Tensor):
     """One g-update and the soft-min of the following f-update, in scaled units.
 
     Returns ``G = log b - LSE_i(F_i - C_ij/eps)`` (so the b-marginal of (F, G) is exact) and
@@ -86,7 +94,7 @@ def sweep(geometry: DenseGeometry | GridGeometry, scaled_f: torch.Tensor, log_b:
 
     Parameters
     ----------
-    geometry : DenseGeometry or GridGeometry
+    geometry : DenseGeometry, GridGeometry or OnlineGeometry
     scaled_f : torch.Tensor of shape (B, n)
         ``f / eps``, -inf on zero-weight atoms.
     log_b : torch.Tensor of shape (B, m)
@@ -117,19 +125,20 @@ def source_marginal_error(scaled_f: torch.Tensor, soft_min: torch.Tensor, a: tor
 
 
 def solve_batch(
-    geometry: DenseGeometry | GridGeometry,
+    geometry: Geometry,
     a: torch.Tensor,
     b: torch.Tensor,
     f_init: torch.Tensor,
     *,
     tol: float,
     max_iter: int,
+    warn: bool = True,
 ) -> SinkhornState:
     """Run log-domain Sinkhorn on a batch of problems sharing one geometry.
 
     Parameters
     ----------
-    geometry : DenseGeometry or GridGeometry
+    geometry : DenseGeometry, GridGeometry or OnlineGeometry
         The kernel (holds the cost and epsilon; batched dense costs hold B matrices).
     a : torch.Tensor of shape (B, n)
         Source weights (each row sums to one; zeros allowed).
@@ -141,6 +150,9 @@ def solve_batch(
         Stop a problem once its L1 marginal error (eq. (7)) is below ``tol``.
     max_iter : int
         At most this many iterations per problem.
+    warn : bool, default=True
+        Issue a :class:`~sklearn.exceptions.ConvergenceWarning` when problems stop at
+        ``max_iter`` with an error above ``tol`` (see :func:`warn_unconverged`).
 
     Returns
     -------
@@ -212,7 +224,65 @@ def solve_batch(
             f"Sinkhorn produced NaN for problems {bad.nonzero()[:, 0].tolist()[:10]}; "
             "check the cost matrix and epsilon"
         )
-    return SinkhornState(f=f, g=g, n_iter=n_iter, errors=errors, converged=errors < tol)
+    converged = errors < tol
+    if warn:
+        warn_unconverged(errors, converged, tol=tol, max_iter=max_iter)
+    return SinkhornState(f=f, g=g, n_iter=n_iter, errors=errors, converged=converged)
+
+
+def warn_unconverged(errors: torch.Tensor, converged: torch.Tensor, *, tol: float,
+                     max_iter: int) -> None:
+    """One :class:`~sklearn.exceptions.ConvergenceWarning` for the problems that did not converge.
+
+    Says how many problems (of how many) stopped at ``max_iter`` with an error above ``tol``,
+    and the worst error and its problem; nothing when all converged. The warning points at the
+    first caller outside skmetaot, so that Python's filters (``warnings.simplefilter``) and
+    ``warn=False`` on :func:`~skmetaot.sinkhorn` and :func:`solve_pairs` silence it.
+
+    Parameters
+    ----------
+    errors : torch.Tensor of shape (N,)
+        L1 marginal errors of the solved problems.
+    converged : torch.Tensor of bool, shape (N,)
+    tol : float
+    max_iter : int
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import torch
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_unconverged(torch.tensor([1e-4, 0.3, 0.02]), torch.tensor([True, False, False]),
+    ...                      tol=1e-3, max_iter=1000)
+    >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+    Sinkhorn did not converge: 2 of 3 problems stopped at max_iter=1000 with an L1 marginal
+    error above tol=0.001 (worst 0.3, problem 1). Increase max_iter or epsilon, or pass
+    warn=False to silence this warning.
+    """
+    failed = ~converged
+    count = int(failed.sum())
+    if not count:
+        return
+    worst_error, worst = torch.where(failed, errors, torch.zeros_like(errors)).max(0)
+    warnings.warn(
+        f"Sinkhorn did not converge: {count} of {len(errors)} problem"
+        f"{'s' if len(errors) > 1 else ''} stopped at max_iter={max_iter} with an L1 marginal "
+        f"error above tol={tol:g} (worst {float(worst_error):.3g}, problem {int(worst)}). "
+        "Increase max_iter or epsilon, or pass warn=False to silence this warning.",
+        ConvergenceWarning, stacklevel=_outside_package())
+
+
+#: The package's directory: frames from files under it are skmetaot's own.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _outside_package() -> int:
+    """``stacklevel`` for :func:`warnings.warn` that names the first frame outside skmetaot."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _scatter(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
@@ -248,7 +318,7 @@ def transport_plan(cost: torch.Tensor, f: torch.Tensor, g: torch.Tensor, epsilon
 
 
 def plan_values(
-    geometry: DenseGeometry | GridGeometry, f: torch.Tensor, g: torch.Tensor
+    geometry: Geometry, f: torch.Tensor, g: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Entropic primal value and ``<C, P>`` of the plans of ``(f, g)``, without forming them.
 
@@ -260,7 +330,7 @@ def plan_values(
 
     Parameters
     ----------
-    geometry : DenseGeometry or GridGeometry
+    geometry : DenseGeometry, GridGeometry or OnlineGeometry
     f : torch.Tensor of shape (B, n)
         Source potentials in cost units (-inf on atoms without mass).
     g : torch.Tensor of shape (B, m)
@@ -323,7 +393,7 @@ def barycentric_map(
 
 
 def c_transform(
-    geometry: DenseGeometry | GridGeometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+    geometry: Geometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:
     """``g(f)_j = eps log b_j - eps LSE_i((f_i - C_ij)/eps)`` (eq. (8) of the Meta OT paper).
 
@@ -332,7 +402,7 @@ def c_transform(
 
     Parameters
     ----------
-    geometry : DenseGeometry or GridGeometry
+    geometry : DenseGeometry, GridGeometry or OnlineGeometry
     f : torch.Tensor of shape (B, n)
     a : torch.Tensor of shape (B, n)
     b : torch.Tensor of shape (B, m)
