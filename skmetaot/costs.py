@@ -2,7 +2,8 @@
 
 A cost is a function ``cost(x, y) -> C`` on tensors with ``x`` of shape (..., n, d) and ``y`` of
 shape (..., m, d) returning (..., n, m). The named costs are ``"sqeuclidean"``, ``"euclidean"`` and
-``"spherical"``; any callable with that signature works too.
+``"spherical"``; any callable with that signature works too, including one that returns a numpy
+array (``scipy.spatial.distance.cdist``, for instance: it is then a constant, without gradient).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from typing import Union
 
 import torch
+
+from skmetaot._backend import as_float_tensor
 
 __all__ = ["euclidean", "get_cost", "is_sqeuclidean", "pairwise_cost", "spherical",
            "sqeuclidean"]
@@ -115,7 +118,8 @@ def get_cost(cost: CostSpec) -> CostFunction:
     Parameters
     ----------
     cost : {"sqeuclidean", "euclidean", "spherical"} or callable
-        A callable must map (..., n, d) and (..., m, d) tensors to (..., n, m) costs.
+        A callable must map (..., n, d) and (..., m, d) tensors to (..., n, m) costs (a tensor,
+        or a numpy array, which is converted).
 
     Returns
     -------
@@ -154,6 +158,15 @@ def is_sqeuclidean(cost: CostSpec) -> bool:
     return cost == "sqeuclidean" or cost is sqeuclidean
 
 
+def _as_cost_tensor(matrix, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(matrix, torch.Tensor):
+        return matrix
+    # A callable written for numpy (scipy's cdist) returns an array: it is a constant cost
+    # (no gradient), on the points' device and dtype.
+    return as_float_tensor(matrix, "the cost callable's result", dtype=like.dtype,
+                           device=like.device, finite=False)
+
+
 def pairwise_cost(x: torch.Tensor, y: torch.Tensor, cost: CostSpec = "sqeuclidean") -> torch.Tensor:
     """Cost matrix between two point sets, checked for shape and finiteness.
 
@@ -169,6 +182,8 @@ def pairwise_cost(x: torch.Tensor, y: torch.Tensor, cost: CostSpec = "sqeuclidea
 
     Raises
     ------
+    TypeError
+        If the cost returns something other than an array of real numbers.
     ValueError
         If the cost has the wrong shape or is not finite.
 
@@ -182,8 +197,20 @@ def pairwise_cost(x: torch.Tensor, y: torch.Tensor, cost: CostSpec = "sqeuclidea
     >>> pairwise_cost(x, y, lambda u, v: (u[:, None] - v[None]).abs().sum(-1))  # L1, callable
     tensor([[1.],
             [2.]])
+    >>> from scipy.spatial.distance import cdist
+    >>> pairwise_cost(x, y, lambda u, v: cdist(u, v, "cityblock"))  # a callable returning numpy
+    tensor([[1.],
+            [2.]])
     """
-    matrix = get_cost(cost)(x, y)
+    function = get_cost(cost)
+    try:
+        matrix = _as_cost_tensor(function(x, y), x)
+    except (TypeError, ValueError):
+        if x.ndim != 3 or y.ndim != 3:
+            raise
+        # A callable written for one pair of (n, d) arrays (scipy's cdist): pair by pair.
+        matrix = torch.stack([_as_cost_tensor(function(u, v), u) for u, v in zip(x, y,
+                                                                              strict=True)])
     expected = (*torch.broadcast_shapes(x.shape[:-2], y.shape[:-2]), x.shape[-2], y.shape[-2])
     if tuple(matrix.shape) != expected:
         raise ValueError(f"the cost returned shape {tuple(matrix.shape)}, expected {expected}")

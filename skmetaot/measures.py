@@ -26,7 +26,8 @@ import torch
 from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
 from skmetaot.geometry import GridGeometry, detect_grid
 
-__all__ = ["MeasurePairs", "HistogramPairs", "pairs_from_images", "as_pairs", "image_grid"]
+__all__ = ["MeasurePairs", "HistogramPairs", "pairs_from_images", "as_pairs", "as_points_array",
+           "concat_pairs", "image_grid"]
 
 
 def _check_weights(weights: torch.Tensor, name: str) -> torch.Tensor:
@@ -150,6 +151,15 @@ class MeasurePairs:
         return self.n_pairs
 
     @property
+    def shape(self) -> tuple[int]:
+        """``(n_pairs,)``: scikit-learn's splitters index objects with a shape by ``X[indices]``.
+
+        So cross-validation and ``GridSearchCV`` split a collection into collections (not
+        into lists of one-pair collections).
+        """
+        return (self.n_pairs,)
+
+    @property
     def source_sizes(self) -> list[int]:
         """Number of source atoms of each pair."""
         return [int(w.shape[-1]) for w in self.a]
@@ -211,10 +221,11 @@ class HistogramPairs(MeasurePairs):
 
     Parameters
     ----------
-    a : array-like of shape (N, n)
-        Source weights of each pair (rows are rescaled to sum to one).
-    b : array-like of shape (N, m)
-        Target weights of each pair.
+    a : array-like of shape (N, n) or (n,)
+        Source weights of each pair (rows are rescaled to sum to one). One row, or a 1-D
+        array, is one measure shared by every pair (broadcast over ``b``'s pairs).
+    b : array-like of shape (N, m) or (m,)
+        Target weights of each pair; likewise broadcast when one measure is given.
     x : array-like of shape (n, d), optional
         Source support. Default: n points evenly spaced on [0, 1] (d = 1).
     y : array-like of shape (m, d), optional
@@ -236,6 +247,8 @@ class HistogramPairs(MeasurePairs):
     >>> pairs = HistogramPairs(np.ones((4, 3)), np.ones((4, 3)))
     >>> pairs.a.shape, pairs.x.shape
     (torch.Size([4, 3]), torch.Size([3, 1]))
+    >>> HistogramPairs(np.ones((4, 3)), np.ones(5)).b.shape  # one target for the four sources
+    torch.Size([4, 5])
     """
 
     shared_support = True
@@ -247,11 +260,10 @@ class HistogramPairs(MeasurePairs):
         b_t = as_float_tensor(b, "b (target weights)", dtype=dtype, device=a_t.device,
                               finite=False)
         for name, w in (("a (source weights)", a_t), ("b (target weights)", b_t)):
-            if w.ndim != 2:
-                raise ValueError(
-                    f"{name} must be 2-D (n_pairs, n_atoms), got shape {tuple(w.shape)}")
-        if a_t.shape[0] != b_t.shape[0]:
-            raise ValueError(f"a has {a_t.shape[0]} pairs but b has {b_t.shape[0]}")
+            if w.ndim not in (1, 2):
+                raise ValueError(f"{name} must be 2-D (n_pairs, n_atoms), or 1-D for one "
+                                 f"measure shared by every pair, got shape {tuple(w.shape)}")
+        a_t, b_t = _broadcast_weights(a_t, b_t)
         if a_t.shape[0] == 0:
             raise ValueError("no pairs were given (empty collection)")
         self.a = _check_weight_rows(a_t, "source")
@@ -477,6 +489,9 @@ def as_pairs(data: Any, *, allow_single: bool = True) -> MeasurePairs:
     """
     if isinstance(data, MeasurePairs):
         return data
+    if (isinstance(data, Sequence) and not isinstance(data, (str, bytes)) and len(data)
+            and all(isinstance(part, MeasurePairs) for part in data)):
+        return concat_pairs(data)  # e.g. what a splitter's list indexing makes of a collection
     if isinstance(data, np.ndarray) and data.dtype == object:
         raise TypeError("an object array cannot be read as measure pairs; pass a list of "
                         "(Xs, Xt) pairs or a numeric (N, 2, H, W) array of images")
@@ -515,12 +530,42 @@ def as_pairs(data: Any, *, allow_single: bool = True) -> MeasurePairs:
 def _ndim(obj: Any) -> int | None:
     if isinstance(obj, (np.ndarray, torch.Tensor)):
         return obj.ndim
+    if _is_table(obj):
+        return 2
     if isinstance(obj, (list, tuple)):
         try:
             return np.asarray(obj).ndim if np.asarray(obj).dtype != object else None
         except ValueError:
             return None
     return None
+
+
+def _is_table(obj: Any) -> bool:
+    """A 2-D array-like that is not an array: a pandas (or polars) DataFrame of points."""
+    shape = getattr(obj, "shape", None)
+    return (not isinstance(obj, (np.ndarray, torch.Tensor, MeasurePairs))
+            and hasattr(obj, "__array__") and isinstance(shape, tuple) and len(shape) == 2)
+
+
+def as_points_array(obj: Any) -> Any:
+    """A DataFrame of points as a numpy array (its values); anything else unchanged.
+
+    Parameters
+    ----------
+    obj : object
+
+    Returns
+    -------
+    object
+        ``np.asarray(obj)`` for a DataFrame, else ``obj``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> as_points_array(pd.DataFrame({"u": [0.0, 1.0], "v": [2.0, 3.0]})).shape
+    (2, 2)
+    """
+    return np.asarray(obj) if _is_table(obj) else obj
 
 
 def _is_measure(obj: Any) -> bool:
@@ -538,8 +583,57 @@ def _is_pair(obj: Any) -> bool:
 
 def _split_measure(measure: Any) -> tuple[Any, Any]:
     if isinstance(measure, (list, tuple)) and _ndim(measure[0]) == 2 and _ndim(measure[1]) == 1:
-        return measure[0], measure[1]
-    return measure, None
+        return as_points_array(measure[0]), as_points_array(measure[1])
+    return as_points_array(measure), None
+
+
+def concat_pairs(parts: Sequence[MeasurePairs]) -> MeasurePairs:
+    """One collection of the pairs of several, in order.
+
+    Histogram pairs on the same supports stay :class:`HistogramPairs` (the supports are
+    shared, the weights joined); any other mix becomes :class:`MeasurePairs`.
+
+    Parameters
+    ----------
+    parts : sequence of MeasurePairs
+
+    Returns
+    -------
+    MeasurePairs
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pairs = HistogramPairs(np.ones((4, 3)), np.ones((4, 3)))
+    >>> joined = concat_pairs([pairs[[0]], pairs[[2, 3]]])
+    >>> type(joined).__name__, len(joined)
+    ('HistogramPairs', 3)
+    """
+    first = parts[0]
+    if all(isinstance(p, HistogramPairs) and _same_tensor(p.x, first.x)
+           and _same_tensor(p.y, first.y) for p in parts):
+        joined = object.__new__(HistogramPairs)
+        joined.__dict__.update(first.__dict__)
+        joined.a = torch.cat([p.a.to(first.a) for p in parts])
+        joined.b = torch.cat([p.b.to(first.b) for p in parts])
+        return joined
+    if len({p.dim for p in parts}) > 1:
+        raise ValueError(f"the collections have points of dimensions {[p.dim for p in parts]}")
+    sides: dict[str, list[torch.Tensor]] = {"x": [], "y": [], "a": [], "b": []}
+    for part in parts:
+        for k in range(part.n_pairs):
+            x, a, y, b = part.padded([k])
+            n, m = part.source_sizes[k], part.target_sizes[k]
+            for name, value in (("x", x[0] if x.ndim == 3 else x), ("a", a[0]),
+                                ("y", y[0] if y.ndim == 3 else y), ("b", b[0])):
+                sides[name].append(value[: n if name in "xa" else m])
+    joined = MeasurePairs(sides["x"], sides["y"], sides["a"], sides["b"])
+    joined.kind = first.kind
+    return joined
+
+
+def _same_tensor(u: torch.Tensor, v: torch.Tensor) -> bool:
+    return u is v or (u.shape == v.shape and bool(torch.equal(u, v.to(u))))
 
 
 def _describe(obj: Any) -> str:
@@ -581,7 +675,25 @@ def _check_weight_rows(weights: torch.Tensor, side: str) -> torch.Tensor:
     return weights / totals
 
 
+def _broadcast_weights(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, n) and (N, m) weights: a 1-D or one-row side is repeated for the other's pairs."""
+    a, b = (w[None] if w.ndim == 1 else w for w in (a, b))
+    if a.shape[0] != b.shape[0]:
+        if b.shape[0] == 1:
+            b = b.expand(a.shape[0], -1)
+        elif a.shape[0] == 1:
+            a = a.expand(b.shape[0], -1)
+        else:
+            raise ValueError(f"a has {a.shape[0]} pairs but b has {b.shape[0]}; give as many "
+                             "of each, or one measure (a 1-D array) to pair with every other")
+    return a, b
+
+
 def _as_indices(index: Any, n: int) -> list[int]:
+    if isinstance(index, tuple):  # X[indices, ...], as scikit-learn's splitters write it
+        if not (len(index) == 1 or (len(index) == 2 and index[1] is Ellipsis)):
+            raise IndexError(f"pairs are indexed along one axis, got the key {index!r}")
+        index = index[0]
     if isinstance(index, slice):
         return list(range(n))[index]
     if isinstance(index, (int, np.integer)):

@@ -170,8 +170,8 @@ VALIDATION_CASES = {
         ValueError, r"pair 0.*source weights.*1-D"),
     "MeasurePairs-count-mismatch": (
         lambda: MeasurePairs([X, X], [Y]), ValueError, r"2 source.*1 target"),
-    "HistogramPairs-1d-weights": (
-        lambda: HistogramPairs(A, B), ValueError, r"a \(source weights\).*2-D"),
+    "HistogramPairs-3d-weights": (  # 1-D weights are one measure, paired with every other
+        lambda: HistogramPairs(A[None, None], B), ValueError, r"a \(source weights\).*2-D"),
     "HistogramPairs-support-wrong-length": (
         lambda: HistogramPairs(np.ones((2, 5)), np.ones((2, 6)), X[:4], Y),
         ValueError, r"x \(source support\).*4 points.*5"),

@@ -17,7 +17,14 @@ import torch.nn.functional as F
 
 from skmetaot._backend import ArrayKind, as_float_tensor, check_has_data, kind_of
 from skmetaot.datasets._color_images import image_to_measure
-from skmetaot.measures import MeasurePairs, _check_support, _check_weights, _ndim
+from skmetaot.measures import (
+    MeasurePairs,
+    _check_support,
+    _check_weights,
+    _is_table,
+    _ndim,
+    as_points_array,
+)
 
 #: Side of the square to which images are area-resized for the image encoder.
 IMAGE_SIDE = 64
@@ -85,7 +92,7 @@ def _measure(value: Any, name: str) -> ContinuousMeasure:
     if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 3:
         measure = _image_measure(value, name)
     else:
-        measure = _point_measure(value, name)
+        measure = _point_measure(as_points_array(value), name)
     measure.kind = kind_of(value[0] if isinstance(value, (tuple, list)) else value)
     return measure
 
@@ -257,8 +264,8 @@ def _is_single_pair(data: Sequence[Any]) -> bool:
     if len(data) != 2:
         return False
     first = data[0]
-    if isinstance(first, (np.ndarray, torch.Tensor)):
-        return first.ndim in (2, 3)
+    if isinstance(first, (np.ndarray, torch.Tensor)) or _is_table(first):
+        return _ndim(first) in (2, 3)
     return (isinstance(first, (tuple, list)) and len(first) == 2
             and isinstance(first[0], (np.ndarray, torch.Tensor)) and np.ndim(first[0]) == 2
             and np.ndim(first[1]) == 1)
