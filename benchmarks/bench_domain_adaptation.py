@@ -1,8 +1,8 @@
-"""B5: domain adaptation, MNIST -> scikit-learn's digits, with and without the learned map.
+"""B5: domain adaptation, MNIST -> scikit-learn's digits and rotated moons, ours, POT's, skada's.
 
 Usage::
 
-    python benchmarks/bench_domain_adaptation.py            # 5 splits (about 5 minutes, 2 cores)
+    python benchmarks/bench_domain_adaptation.py            # 5 splits (about 10 minutes, 1 core)
     python benchmarks/bench_domain_adaptation.py --quick    # smoke test, under a minute
     python benchmarks/bench_domain_adaptation.py --features lda --suffix _lda
 
@@ -32,6 +32,11 @@ def main() -> None:
     parser.add_argument("--n-components", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--moons-angles", type=float, nargs="+", default=[15.0, 30.0, 45.0],
+                        help="rotations (degrees) of the rotated-moons family")
+    parser.add_argument("--moons-seeds", type=int, default=2, help="draws per angle")
+    parser.add_argument("--moons-max-iter", type=int, default=300,
+                        help="training steps of our W2 maps on the moons")
     parser.add_argument("--suffix", default="", help="appended to the results file name")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -43,7 +48,8 @@ def main() -> None:
         payload = domain_adaptation.run(
             args.splits, args.n_source, args.max_iter, tuple(args.learning_rates),
             tuple(args.sinkhorn_regs), args.features, args.n_components, seed=args.seed,
-            device=args.device)
+            device=args.device, moons_angles=tuple(args.moons_angles),
+            moons_seeds=args.moons_seeds, moons_max_iter=args.moons_max_iter)
     name = "bench_domain_adaptation" + ("_quick" if args.quick else "") + args.suffix
     write_results(name, payload, payload["table"], args.out)
     print(payload["table"])
