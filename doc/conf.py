@@ -82,6 +82,25 @@ html_theme_options = {
 html_sidebars = {"index": [], "install": []}
 
 
+def _write_benchmark_list() -> None:
+    """``generated/benchmarks.rst.inc``: the CLI's benchmark list, included by install.rst.
+
+    One list (``skmetaot.__main__.BENCHMARKS``) feeds ``skmetaot bench --help`` and the docs.
+    """
+    from skmetaot.__main__ import BENCHMARKS
+
+    rows = "".join(f"   * - ``{name}``\n     - {what}\n" for name, what in BENCHMARKS.items())
+    text = (".. list-table::\n   :header-rows: 1\n   :widths: 20 80\n\n"
+            "   * - ``NAME``\n     - what it measures\n" + rows)
+    target = DOC_DIR / "generated" / "benchmarks.rst.inc"
+    target.parent.mkdir(exist_ok=True)
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+
+
+_write_benchmark_list()
+
+
 def _skip_member(app, what, name, obj, skip, options):
     """Leave out the ``set_*_request`` methods that scikit-learn's metadata routing generates."""
     if name.startswith("set_") and name.endswith("_request"):

@@ -87,9 +87,6 @@ def solve_pot_problems(a, b, M, reg, method, numItermax, stopThr, verbose, warn,
     batched = not n_hists and (a_t.ndim == 2 or b_t.ndim == 2 or cost.ndim == 3)
     a_t, b_t = _batch_weights(a_t, b_t, cost, n, m)
     count = a_t.shape[0]
-    if cost.ndim == 3 and cost.shape[0] != count:
-        raise ValueError(f"M holds {cost.shape[0]} cost matrices but there are {count} "
-                         "problems")
     log_u0 = _warm_log_u(warmstart, count, n, cost)
     if method.lower() == "sinkhorn" and warmstart is None:
         # POT's Sinkhorn-Knopp starts from u = 1/n, v = 1/m: the plans are the same, its
@@ -238,11 +235,12 @@ def _batch_weights(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, n: int,
         if w.shape[1] != size:
             raise ValueError(f"{name} has {w.shape[1]} entries per problem, but M has shape "
                              f"{tuple(cost.shape)}")
-    count = max(a2.shape[0], b2.shape[0], cost.shape[0] if cost.ndim == 3 else 1)
-    for name, w in (("a", a2), ("b", b2)):
-        if w.shape[0] not in (1, count):
-            raise ValueError(f"{name} holds {w.shape[0]} problems but another argument holds "
-                             f"{count}")
+    counts = {"a": a2.shape[0], "b": b2.shape[0], "M": cost.shape[0] if cost.ndim == 3 else 1}
+    count = max(counts.values())
+    if any(k not in (1, count) for k in counts.values()):
+        held = ", ".join(f"{name} holds {k}" for name, k in counts.items() if k > 1)
+        raise ValueError(f"the numbers of problems disagree: {held} (give as many of each, or "
+                         "one measure or cost for every problem)")
     a2, b2 = a2.expand(count, n), b2.expand(count, m)
     for name, w in (("a", a2), ("b", b2)):
         if bool((w.sum(-1) <= 0).any()):

@@ -768,7 +768,56 @@ POTENTIAL = [
       Raises(ValueError, r"empty measure"), id="TransportPotential.dual_value-empty"),
 ]
 
-CASES = [*AS_PAIRS, *SINKHORN, *CONJUGATE, *META_SINKHORN, *META_ICNN, *NEURAL_W2, *POTENTIAL]
+def _pot_sinkhorn(*args, **kwargs):
+    from skmetaot.pot import sinkhorn as pot_sinkhorn
+
+    return pot_sinkhorn(*args, **kwargs)
+
+
+def _da(name: str):
+    import skmetaot.da
+
+    return getattr(skmetaot.da, name)
+
+
+# Issue 21: the POT drop-in, skmetaot.da, and the data-object paths (broadcast, numpy costs).
+DROPIN_AND_DA = [
+    P(lambda e: _pot_sinkhorn(A, B, C, 0.0), Raises(ValueError, r"reg must be a finite positive"),
+      id="pot.sinkhorn-zero-reg"),
+    P(lambda e: _pot_sinkhorn(A, B, C, 0.1, method="greenkhorn"),
+      Raises(ValueError, r"method='greenkhorn' is not run here"), id="pot.sinkhorn-method"),
+    P(lambda e: _pot_sinkhorn(A, B, C.T, 0.1), Raises(ValueError, r"a has 5 entries.*\(6, 5\)"),
+      id="pot.sinkhorn-transposed-cost"),
+    P(lambda e: _pot_sinkhorn(_with(A, 0, NaN), B, C, 0.1),
+      Raises(ValueError, r"a contains NaN"), id="pot.sinkhorn-nan-weight"),
+    P(lambda e: _pot_sinkhorn(A, B, _with(C, (1, 1), INF), 0.1),
+      Raises(ValueError, r"M \(cost matrix\) contains NaN or infinite"),
+      id="pot.sinkhorn-inf-cost"),
+    P(lambda e: _pot_sinkhorn(A, B, C, 0.1, numItermax=0),
+      Raises(ValueError, r"numItermax must be a positive integer"),
+      id="pot.sinkhorn-no-iterations"),
+    P(lambda e: _pot_sinkhorn(np.ones((2, 5)) / 5, np.ones((3, 6)) / 6, C, 0.1),
+      Raises(ValueError, r"a holds 2, b holds 3"), id="pot.sinkhorn-batch-mismatch"),
+    P(lambda e: _pot_sinkhorn(A, B, C, 1e-8, numItermax=3, warn=False), Returns(shape=(5, 6)),
+      id="pot.sinkhorn-tiny-reg-stays-finite"),
+    P(lambda e: _da("SinkhornTransport")().fit(Xs=XS), Raises(ValueError, r"missing: Xt"),
+      id="da.SinkhornTransport-no-target"),
+    P(lambda e: _da("W2MapTransport")().fit(XS, None),
+      Raises(ValueError, r"missing: Xt.*Pipeline"), id="da.W2MapTransport-fit-as-in-a-pipeline"),
+    P(lambda e: _da("SinkhornMappingAdapter")().fit(XS, np.zeros(20)),
+      Raises(ValueError, r"got no target samples"), id="da.SinkhornMappingAdapter-no-target"),
+    P(lambda e: _da("SinkhornMappingAdapter")().fit(XS),
+      Raises(ValueError, r"needs sample_domain"), id="da.SinkhornMappingAdapter-no-domains"),
+    P(lambda e: HistogramPairs(np.ones((2, 5)), np.ones((3, 6))),
+      Raises(ValueError, r"a has 2 pairs but b has 3"), id="HistogramPairs-broadcast-mismatch"),
+    P(lambda e: HistogramPairs(np.ones((3, 5)), np.ones(6)), Returns(shape=(5, 1)),
+      id="HistogramPairs-broadcast-one-target"),
+    P(lambda e: sinkhorn(CLOUDS, cost=lambda u, v: np.full((3, 3), "x")),
+      Raises(TypeError, r"cost callable's result must be an array of numbers"),
+      id="sinkhorn(pairs)-cost-returns-strings"),
+]
+CASES = [*AS_PAIRS, *SINKHORN, *CONJUGATE, *META_SINKHORN, *META_ICNN, *NEURAL_W2, *POTENTIAL,
+         *DROPIN_AND_DA]
 
 
 def _raised_from(excinfo: pytest.ExceptionInfo, source: str) -> None:
@@ -810,3 +859,99 @@ def test_battery_size() -> None:
                   "NeuralW2Transport.", "NeuralW2Transport(target=normal).",
                   "TransportPotential."):
         assert any(i.startswith(entry) for i in ids), entry
+
+
+# -- issue 22: failed training steps are recovered, and W2 results do not depend on units -----
+def _maps_after(estimator: Any, fit: Callable[[Any], Any], predict: Callable[[Any], Any]) -> Any:
+    """Fit (divergence allowed: it keeps the last good state) and predict with the result."""
+    try:
+        fit(estimator)
+    except skmetaot.amortize.TrainingDiverged:
+        pass
+    return predict(estimator)
+
+
+def _within(bound: float) -> Callable[[Any], None]:
+    """The output stays at the scale of the data: no wild state was kept."""
+    def check(out: Any) -> None:
+        assert max(np.abs(array).max() for array in _arrays(out)) < bound
+    return check
+
+
+def _scaled(scale: float) -> tuple[np.ndarray, np.ndarray]:
+    return scale * XS, scale * (1 + 0.5 * XT)
+
+
+def _w2_at_scale(scale: float) -> Any:
+    xs, xt = _scaled(scale)
+    return _w2_fit().fit((xs, xt)).transform(xs[:3])
+
+
+def _lbfgs_from_nan(e: Any) -> Any:
+    from skmetaot.solvers.conjugate import solve_conjugate
+
+    return solve_conjugate(lambda x: torch.log(x[:, 0]) + (x * x).sum(-1),
+                           torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), method="lbfgs")
+
+
+def _refined_or_kept(e: Any) -> Any:
+    """Refinement at a far too large rate: refined potentials, or the last good parameters."""
+    try:
+        return e.mi.refine(CLOUDS, learning_rate=1e3, max_iter=20)
+    except skmetaot.amortize.TrainingDiverged as error:
+        return error.params
+
+
+def _non_finite_conjugate_error() -> type[Exception]:
+    from skmetaot.solvers.conjugate import NonFiniteConjugateError
+
+    return NonFiniteConjugateError
+
+
+RELIABLE_W2 = [
+    P(lambda e: _maps_after(_w2_fit(learning_rate=1e3, max_iter=30),
+                            lambda est: est.fit((XS, XT)), lambda est: est.transform(XS)),
+      Returns(shape=(20, 2), check=_within(10 * np.abs(XT).max() + 10)),
+      id="NeuralW2Transport.fit-learning-rate-1e3"),
+    P(lambda e: _maps_after(_w2_fit(learning_rate=1e3, max_iter=30),
+                            lambda est: est.fit((XS, XT)), lambda est: est.score((XS, XT))),
+      Returns(), id="NeuralW2Transport.score-after-learning-rate-1e3"),
+    P(lambda e: _maps_after(_w2_fit(target="normal", learning_rate=1e3, max_iter=30),
+                            lambda est: est.fit(XS), lambda est: est.inverse_transform(XT)),
+      Returns(shape=(25, 2), check=_within(10 * np.abs(XS).max() + 10)),
+      id="NeuralW2Transport(target=normal).fit-learning-rate-1e3"),
+    P(lambda e: _w2_at_scale(1e-6), Returns(shape=(3, 2), check=_within(1e-4)),
+      id="NeuralW2Transport.fit-scale-1e-6"),
+    P(lambda e: _w2_at_scale(1e6), Returns(shape=(3, 2), check=_within(1e8)),
+      id="NeuralW2Transport.fit-scale-1e6"),
+    P(lambda e: _w2_fit().fit((np.ones((20, 2)), np.ones((25, 2)))).transform(np.ones((3, 2))),
+      Returns(shape=(3, 2)), id="NeuralW2Transport.fit-one-point-both-sides"),
+    P(lambda e: _maps_after(_icnn_fit(learning_rate=1e3, max_iter=20),
+                            lambda est: est.fit(CLOUDS), lambda est: est.transform(CLOUDS)),
+      Returns(shape=(20, 2), check=_within(100)), id="MetaICNNTransport.fit-learning-rate-1e3"),
+    P(_refined_or_kept, Returns(check=_within(100)),
+      id="MetaICNNTransport.refine-learning-rate-1e3"),
+    P(_mi("transform", [_scaled(1e6)]), Returns(shape=(20, 2), check=_within(1e8)),
+      id="MetaICNNTransport.transform-scale-1e6"),
+    P(_mi("score", [_scaled(1e-6)]), Returns(), id="MetaICNNTransport.score-scale-1e-6"),
+    P(_mi("transform", [(np.ones((20, 2)), np.ones((25, 2)))]), Returns(shape=(20, 2)),
+      id="MetaICNNTransport.transform-one-point-both-sides"),
+    P(_mi("transform", [(np.full((6, 5, 3), 0.5), np.full((6, 5, 3), 0.5))], "mi_img"),
+      Returns(shape=(6, 5, 3)), id="MetaICNNTransport(images).transform-one-colour-both-sides"),
+    P(lambda e: TransportPotential(_half_square, 2, scale=0.0),
+      Raises(ValueError, r"scale must be a finite positive number, got 0.0"),
+      id="TransportPotential-zero-scale"),
+    P(lambda e: TransportPotential(_half_square, 2, shift=[0.0, NaN]),
+      Raises(ValueError, r"shift must be 2 finite numbers"), id="TransportPotential-nan-shift"),
+    P(lambda e: TransportPotential(_half_square, 2, shift=[1.0, 2.0, 3.0]),
+      Raises(ValueError, r"shift must be 2 finite numbers"),
+      id="TransportPotential-shift-dimension"),
+    P(_lbfgs_from_nan, Raises(_non_finite_conjugate_error(), r"not finite at x_init"),
+      id="solve_conjugate-non-finite-at-start"),
+]
+
+
+@pytest.mark.parametrize(("call", "outcome"), RELIABLE_W2)
+def test_reliable_w2(call: Callable[[Any], Any], outcome: Raises | Returns,
+                     fitted: SimpleNamespace) -> None:
+    test_bad_input(call, outcome, fitted)

@@ -249,7 +249,7 @@ def test_extra_keywords_are_ignored_as_pot_does(rng):
     ({"warmstart": np.zeros(30)}, "warmstart must be a pair"),
     ({"b": np.ones(39) / 39}, "b has 39 entries per problem"),
     ({"a": -np.ones(30)}, "a has negative weights"),
-    ({"M": np.zeros((2, 30, 40))}, "M holds 2 cost matrices but there are 5 problems"),
+    ({"M": np.zeros((2, 30, 40))}, "a holds 5, M holds 2"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, match, rng):
     a, b, M = _problem(rng)
