@@ -12,7 +12,9 @@ BENCHMARKS = {
     "meta_sinkhorn": "B1/B2: Meta OT initialisation vs zeros and Gaussian (MNIST, sphere)",
     "w2": "B3: neural W2 maps (Amos 2023, W2GN, Makkuva) on the W2 benchmark and Gaussians",
     "color_transfer": "B4: Meta ICNN colour transfer on held-out images vs W2GN",
-    "domain_adaptation": "B5: digits domain adaptation in a Pipeline vs POT's DA transports",
+    "domain_adaptation": "B5: digits and rotated-moons domain adaptation, ours in ot.da form and "
+                         "in skada pipelines vs POT's ot.da and skada's methods",
+    "pot_dropin": "skmetaot.pot.sinkhorn vs ot.sinkhorn: same calls, plans, iterations, time",
     "scale": "streamed training memory at 1x/10x/100x pairs, 1 vs 2 processes, and refine of "
              "10,000 MNIST pairs vs batches of 64 (CPU; writes bench_scale_training and "
              "bench_scale_refine)",

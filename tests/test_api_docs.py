@@ -32,6 +32,7 @@ PUBLIC_MODULES = (
     "skmetaot",
     "skmetaot.amortize",
     "skmetaot.costs",
+    "skmetaot.da",
     "skmetaot.datasets",
     "skmetaot.distributed",
     "skmetaot.estimators",

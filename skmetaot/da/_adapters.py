@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from skmetaot.da._transports import SinkhornTransport, W2MapTransport
+from skmetaot.da._transports import SinkhornTransport, W2MapParameters, W2MapTransport
 
 #: skada's label for unlabelled (target) samples in classification.
 MASKED_LABEL = -1
@@ -173,7 +173,7 @@ class SinkhornMappingAdapter(_TransportAdapter):
                                  max_iter=self.max_iter, tol=self.tol)
 
 
-class W2MappingAdapter(_TransportAdapter):
+class W2MappingAdapter(W2MapParameters, _TransportAdapter):
     """skada adapter: the neural Brenier map of :class:`~skmetaot.da.W2MapTransport`.
 
     Parameters
@@ -193,26 +193,6 @@ class W2MappingAdapter(_TransportAdapter):
     >>> bool(np.abs(adapter.fit_transform(X, y)[:200].mean(0) - 3.0).max() < 0.3)
     True
     """
-
-    def __init__(self, potential: str = "icnn", quadratic: str = "full",
-                 hidden_layer_sizes: Any = None, conjugate: str | None = "lbfgs",
-                 amortization: str = "regression", max_iter: int = 1000,
-                 batch_size: int = 512, learning_rate: float | None = None,
-                 pretrain_iter: int = 200, device: str = "auto", dtype: str = "float32",
-                 random_state: Any = None, verbose: int = 0) -> None:
-        self.potential = potential
-        self.quadratic = quadratic
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.conjugate = conjugate
-        self.amortization = amortization
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.pretrain_iter = pretrain_iter
-        self.device = device
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
 
     def _transport(self) -> W2MapTransport:
         return W2MapTransport(**self.get_params())
@@ -237,6 +217,17 @@ def SinkhornMapping(base_estimator: Any = None, reg_e: float = 1.0,  # noqa: N80
     -------
     sklearn.pipeline.Pipeline
         Fitted with ``fit(X, y, sample_domain=...)``; predicts target samples.
+
+    Examples
+    --------
+    >>> import importlib.util, sklearn
+    >>> if importlib.util.find_spec("skada"):
+    ...     with sklearn.config_context():  # importing skada turns metadata routing on
+    ...         steps = [name for name, _ in SinkhornMapping(reg_e=0.1).steps]
+    ... else:  # without skada (pip install 'skmetaot[skada]'), the names it would give
+    ...     steps = ["sinkhornmappingadapter", "svc"]
+    >>> steps
+    ['sinkhornmappingadapter', 'svc']
     """
     adapter = SinkhornMappingAdapter(reg_e=reg_e, metric=metric, norm=norm, max_iter=max_iter,
                                      tol=tol)
@@ -251,14 +242,22 @@ def W2Mapping(base_estimator: Any = None, **params: Any) -> Any:  # noqa: N802 (
     Parameters
     ----------
     base_estimator : estimator, optional
-        The classifier or regressor (default: ``SVC()``, as skada's).
+        What is trained on the adapted source (default: skada's, an ``SVC()``).
     **params
         Parameters of :class:`W2MappingAdapter`.
 
     Returns
     -------
     sklearn.pipeline.Pipeline
-        Fitted with ``fit(X, y, sample_domain=...)``; predicts target samples.
+        ``make_da_pipeline(W2MappingAdapter(**params), base_estimator)``.
+
+    Examples
+    --------
+    >>> import importlib.util, sklearn
+    >>> with sklearn.config_context():  # importing skada turns metadata routing on
+    ...     pipeline = W2Mapping(max_iter=500) if importlib.util.find_spec("skada") else None
+    >>> pipeline is None or isinstance(pipeline.steps[0][1].base_estimator, W2MappingAdapter)
+    True
     """
     return _da_pipeline(W2MappingAdapter(**params), base_estimator)
 

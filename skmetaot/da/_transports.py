@@ -126,7 +126,31 @@ class SinkhornTransport(ot.da.SinkhornTransport):
         return BaseEstimator.__sklearn_tags__(self)
 
 
-class W2MapTransport(BaseEstimator):
+class W2MapParameters:
+    """The parameters of a neural W2 map (see :class:`W2MapTransport`), shared by its forms."""
+
+    def __init__(self, potential: str = "icnn", quadratic: str = "full",
+                 hidden_layer_sizes: Any = None, conjugate: str | None = "lbfgs",
+                 amortization: str = "regression", max_iter: int = 1000,
+                 batch_size: int = 512, learning_rate: float | None = None,
+                 pretrain_iter: int = 200, device: str = "auto", dtype: str = "float32",
+                 random_state: Any = None, verbose: int = 0) -> None:
+        self.potential = potential
+        self.quadratic = quadratic
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.conjugate = conjugate
+        self.amortization = amortization
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.pretrain_iter = pretrain_iter
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+
+class W2MapTransport(W2MapParameters, BaseEstimator):
     """A neural Brenier map between the two domains, with ``ot.da``'s interface.
 
     ``fit(Xs=..., Xt=...)`` fits a :class:`~skmetaot.NeuralW2Transport` on the pair
@@ -174,26 +198,6 @@ class W2MapTransport(BaseEstimator):
     (4, 2)
     """
 
-    def __init__(self, potential: str = "icnn", quadratic: str = "full",
-                 hidden_layer_sizes: Any = None, conjugate: str | None = "lbfgs",
-                 amortization: str = "regression", max_iter: int = 1000,
-                 batch_size: int = 512, learning_rate: float | None = None,
-                 pretrain_iter: int = 200, device: str = "auto", dtype: str = "float32",
-                 random_state: Any = None, verbose: int = 0) -> None:
-        self.potential = potential
-        self.quadratic = quadratic
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.conjugate = conjugate
-        self.amortization = amortization
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.pretrain_iter = pretrain_iter
-        self.device = device
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
-
     def fit(self, Xs: Any = None, ys: Any = None, Xt: Any = None,
             yt: Any = None) -> W2MapTransport:
         """Fit the map from the source samples to the target samples.
@@ -234,40 +238,30 @@ class W2MapTransport(BaseEstimator):
 
     def transform(self, Xs: Any = None, ys: Any = None, Xt: Any = None, yt: Any = None,
                   batch_size: int = 128) -> Any:
-        """Map source samples into the target domain, ``T(x) = grad f(x)``.
+        """Map source samples ``Xs`` into the target domain, ``T(x) = grad f(x)``.
 
-        Parameters
-        ----------
-        Xs : array-like of shape (n_samples, n_features)
-        ys, Xt, yt, batch_size
-            Ignored (kept for ``ot.da``'s signature).
+        The other arguments are ignored (kept for ``ot.da``'s signature).
 
         Returns
         -------
         ndarray of shape (n_samples, n_features)
         """
-        check_is_fitted(self, "mapping_")
-        return self.mapping_.transform(_given(Xs, "Xs", "transform"))
+        return self._map("transform", Xs, "Xs")
 
     def inverse_transform(self, Xs: Any = None, ys: Any = None, Xt: Any = None,
                           yt: Any = None, batch_size: int = 128) -> Any:
-        """Map target samples back into the source domain (the conjugate's argmin).
+        """Map target samples ``Xt`` back into the source domain (the conjugate's argmin).
 
-        Parameters
-        ----------
-        Xt : array-like of shape (n_samples, n_features)
-        Xs, ys, yt, batch_size
-            Ignored (kept for ``ot.da``'s signature).
+        The other arguments are ignored (kept for ``ot.da``'s signature).
 
         Returns
         -------
         ndarray of shape (n_samples, n_features)
         """
+        return self._map("inverse_transform", Xt, "Xt")
+
+    def _map(self, method: str, points: Any, name: str) -> Any:
         check_is_fitted(self, "mapping_")
-        return self.mapping_.inverse_transform(_given(Xt, "Xt", "inverse_transform"))
-
-
-def _given(value: Any, name: str, method: str) -> Any:
-    if value is None:
-        raise ValueError(f"{method} needs {name}=... (the samples to map)")
-    return value
+        if points is None:
+            raise ValueError(f"{method} needs {name}=... (the samples to map)")
+        return getattr(self.mapping_, method)(points)
