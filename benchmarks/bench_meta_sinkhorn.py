@@ -4,6 +4,10 @@ Usage::
 
     python benchmarks/bench_meta_sinkhorn.py           # CPU: MNIST ~15 min, sphere ~45 min
     python benchmarks/bench_meta_sinkhorn.py --quick   # smoke test
+    python benchmarks/bench_meta_sinkhorn.py --curve --seconds 3600 --state-dir runs
+        # learning curves (error after one update, iterations) at checkpoints of training;
+        # the trained models stay in runs/ and the tables above can evaluate them:
+    python benchmarks/bench_meta_sinkhorn.py --problems sphere --model runs/curve_sphere_default.pkl
 
 Writes ``benchmarks/results/bench_meta_sinkhorn.{json,md}`` (``--problems mnist`` alone:
 ``bench_meta_sinkhorn_mnist``; ``sphere`` alone: ``bench_meta_sinkhorn_sphere``) and prints the
@@ -13,9 +17,10 @@ tables.
 from __future__ import annotations
 
 import argparse
+import pickle
 from pathlib import Path
 
-from skmetaot._benchmarks import meta_sinkhorn
+from skmetaot._benchmarks import meta_curves, meta_sinkhorn
 from skmetaot._benchmarks.common import write_results
 
 
@@ -26,8 +31,58 @@ def main() -> None:
                         choices=["mnist", "sphere"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--curve", action="store_true",
+                        help="learning curves at checkpoints of training instead of the tables")
+    parser.add_argument("--seconds", type=float, default=3600.0,
+                        help="training seconds per curve (default: %(default)s)")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where curves save their state (resumed when present) and models")
+    parser.add_argument("--final", action="store_true",
+                        help="with --model: iterations and time to 1e-2 and 1e-3 of all held-out "
+                             "pairs solved together (cheaper than the batch-1 tables)")
+    parser.add_argument("--cooldown", type=int, default=0,
+                        help="with --model: first train this many more steps on fresh pairs at "
+                             "the end of a cosine schedule (about 10%% of the learning rate)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a curve's saved state: evaluate its model instead of training one "
+                             "(one problem at a time)")
     args = parser.parse_args()
-    payload = meta_sinkhorn.run(args.quick, seed=args.seed, problems=tuple(args.problems))
+    if args.curve:
+        suffix = "_".join(args.problems) + ("_quick" if args.quick else "")
+        payload = meta_curves.run(tuple(args.problems), seconds=args.seconds, quick=args.quick,
+                                  seed=args.seed, state_dir=args.state_dir,
+                                  figure=args.out / f"meta_curves_{suffix}.png")
+        payload.pop("estimators")
+        write_results(f"bench_meta_curves_{suffix}", payload, payload["table"], args.out)
+        print(payload["table"])
+        return
+    model = None
+    if args.model is not None:
+        if len(args.problems) != 1:
+            parser.error("--model evaluates one problem: give --problems mnist or sphere")
+        with open(args.model, "rb") as handle:
+            model = pickle.load(handle)[0]
+        if args.cooldown:
+            model = meta_curves.cool_down(model, args.problems[0], args.cooldown, seed=args.seed)
+            with open(args.model.with_name(args.model.stem + "_cooled.pkl"), "wb") as handle:
+                pickle.dump((model, []), handle)
+        if args.final:
+            from skmetaot._benchmarks.common import machine_info, markdown_table
+
+            name = args.problems[0]
+            _, _, test = meta_curves.problem(name, quick=args.quick, seed=args.seed)
+            rows = meta_curves.final_table(model, test, name)
+            table = markdown_table(rows, meta_curves.FINAL_COLUMNS)
+            payload = {"benchmark": "meta final (bench_meta_sinkhorn --final)", "seed": args.seed,
+                       "machine": machine_info(), "rows": rows, "table": table,
+                       "model": {"steps": model.n_iter_, "cooldown_steps": args.cooldown,
+                                 "train_seconds": model.history_["seconds"],
+                                 **{k: str(v) for k, v in model.get_params().items()}}}
+            write_results(f"bench_meta_final_{name}", payload, table, args.out)
+            print(table)
+            return
+    payload = meta_sinkhorn.run(args.quick, seed=args.seed, problems=tuple(args.problems),
+                                model=model)
     name = "bench_meta_sinkhorn"
     if sorted(args.problems) != ["mnist", "sphere"]:
         name += "_" + "_".join(args.problems)  # a partial run keeps the full run's file

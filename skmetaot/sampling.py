@@ -29,7 +29,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from skmetaot import distributed
 from skmetaot.measures import HistogramPairs
 
-__all__ = ["PairSampler", "RandomBatches", "seed_from_random_state"]
+__all__ = ["PairSampler", "RandomBatches", "WeightSampler", "seed_from_random_state"]
 
 
 def seed_from_random_state(random_state: Any) -> int:
@@ -218,6 +218,71 @@ class PairSampler(_Sampler):
             return stack([measures[rows_a], measures[rows_b]], 1)
         return [(measures[int(i)], measures[int(j)]) for i, j in zip(first, second,
                                                                       strict=True)]
+
+class WeightSampler(_Sampler):
+    """Fresh weights on fixed supports, drawn anew for every mini-batch.
+
+    For problem families whose locations are fixed and whose instances differ by their weights
+    (daily supply and demand at fixed depots and customers, as in the Meta OT sphere problem):
+    every batch is a new draw from the instance distribution, so training never cycles a fixed
+    set of pairs.
+
+    Parameters
+    ----------
+    x : array of shape (n, d)
+        Source support, shared by every pair.
+    y : array of shape (m, d')
+        Target support, shared by every pair.
+    draw_weights : callable
+        ``draw_weights(rng, n_pairs) -> (a, b)`` with ``rng`` a ``numpy.random.RandomState``;
+        returns arrays of shapes (n_pairs, n) and (n_pairs, m), each row summing to one. It
+        must be picklable (a module-level function or a :func:`functools.partial` of one) for
+        checkpoints and data-loading workers.
+    batch_size : int, default=128
+        Pairs per batch.
+    n_batches : int, optional
+        Length of one pass (default: endless).
+    random_state : int, RandomState or None
+        Seed (offset by the process rank under :mod:`torch.distributed`).
+    dtype : {"float64", "float32"}, default="float64"
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def uniform_weights(rng, n_pairs):
+    ...     a, b = rng.rand(n_pairs, 3), rng.rand(n_pairs, 4)
+    ...     return a / a.sum(1, keepdims=True), b / b.sum(1, keepdims=True)
+    >>> sampler = WeightSampler(np.zeros((3, 2)), np.ones((4, 2)), uniform_weights,
+    ...                         batch_size=5, n_batches=2, random_state=0)
+    >>> [(batch.a.shape, batch.b.shape) for batch in sampler]
+    [(torch.Size([5, 3]), torch.Size([5, 4])), (torch.Size([5, 3]), torch.Size([5, 4]))]
+    """
+
+    def __init__(self, x: Any, y: Any, draw_weights: Any, batch_size: int = 128,
+                 n_batches: int | None = None, random_state: Any = None,
+                 dtype: str = "float64") -> None:
+        if not callable(draw_weights):
+            raise TypeError(f"draw_weights must be callable, got {type(draw_weights).__name__}")
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        self.dtype = getattr(torch, dtype)
+        self.x = torch.as_tensor(np.asarray(x), dtype=self.dtype)
+        self.y = torch.as_tensor(np.asarray(y), dtype=self.dtype)
+        self.draw_weights = draw_weights
+        self.batch_size = int(batch_size)
+        self.n_batches = n_batches
+        self.random_state = random_state
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+    def _draw(self, generator: torch.Generator) -> HistogramPairs:
+        # The weights come from numpy (the instance distributions are written for it); one
+        # seed per batch, drawn from the torch generator that a checkpoint saves.
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        a, b = self.draw_weights(np.random.RandomState(seed), self.batch_size)
+        return HistogramPairs(torch.as_tensor(np.asarray(a), dtype=self.dtype),
+                              torch.as_tensor(np.asarray(b), dtype=self.dtype), self.x, self.y)
+
 
 def is_stream(data: Any) -> bool:
     """Whether ``data`` is a stream of pairs or batches rather than a collection in memory.

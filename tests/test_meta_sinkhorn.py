@@ -182,8 +182,8 @@ def test_divergence_stops_with_the_last_good_parameters(digits_split, monkeypatc
     good = [p.detach().clone() for p in est.model_.parameters()]
     original = est._forward
 
-    def poisoned(a, b):
-        return original(a, b) * float("nan")
+    def poisoned(geometry, a, b):
+        return original(geometry, a, b) * float("nan")
 
     monkeypatch.setattr(est, "_forward", poisoned)
     with pytest.raises(TrainingDiverged, match="last good"):

@@ -18,7 +18,12 @@ from tqdm.auto import tqdm
 
 from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance, timed
 from skmetaot.amortize import unrolled_marginal_error
-from skmetaot.datasets import make_mnist_pairs, make_sphere_supply_demand
+from skmetaot.datasets import (
+    make_mnist_pairs,
+    make_sphere_supply_demand,
+    mnist_pair_sampler,
+    sphere_supply_demand_sampler,
+)
 from skmetaot.estimators import MetaSinkhornTransport
 from skmetaot.measures import HistogramPairs, pairs_from_images
 from skmetaot.pot import to_warmstart
@@ -162,12 +167,21 @@ def mnist_estimator(quick: bool, random_state: int = 0, verbose: int = 1):
     """The CPU-sized MNIST schedule of the benchmark and of the main job."""
     if quick:
         return MetaSinkhornTransport(hidden_layer_sizes=(512, 512), max_iter=400,
-                                     batch_size=64, device="cpu", random_state=random_state,
-                                     verbose=verbose)
+                                     batch_size=64, inputs="pooled", baseline="sinkhorn",
+                                     device="cpu", random_state=random_state, verbose=verbose)
     # 512 wide: as few iterations as 1024 wide (7 vs 8 to 1e-2), at a third of the forward pass.
     return MetaSinkhornTransport(hidden_layer_sizes=(512, 512, 512), max_iter=3000,
-                                 batch_size=128, unroll_steps=3, device="cpu",
+                                 batch_size=128, unroll_steps=3, inputs="pooled",
+                                 baseline="sinkhorn", device="cpu",
                                  random_state=random_state, verbose=verbose)
+
+
+def sphere_estimator(quick: bool, random_state: int = 0, verbose: int = 1):
+    """The CPU-sized sphere schedule of the benchmark (the curve run trains it for longer)."""
+    return MetaSinkhornTransport(
+        epsilon=1e-3, cost="spherical", hidden_layer_sizes=(512, 512),
+        max_iter=300 if quick else 1500, batch_size=64, unroll_steps=0, inputs="pooled",
+        baseline="sinkhorn", device="cpu", random_state=random_state, verbose=verbose)
 
 
 def demo_estimator(device: str = "cpu", quick: bool = False) -> MetaSinkhornTransport:
@@ -187,13 +201,18 @@ def run_problem(name: str, est: MetaSinkhornTransport, train_pairs, test_pairs, 
     ``n_batch`` pairs are also solved together (``batch_repeats`` times, median); ``chain``
     measures every tolerance along one run per pair (see :func:`_solve_to`).
     """
-    train_seconds, _ = timed(lambda: est.fit(train_pairs))
+    if train_pairs is None:  # a model trained elsewhere (e.g. by a learning-curve run)
+        train_seconds = float(est.history_["seconds"])
+    else:
+        train_seconds, _ = timed(lambda: est.fit(train_pairs))
     test_pairs = est._validate_pairs(test_pairs, fitting=False)
     n_single = min(n_single, test_pairs.n_pairs)
     out = {
         "train": {"problem": name, "seconds": train_seconds, "steps": est.n_iter_,
                   "batch_size": est.batch_size, "hidden": list(est.hidden_layer_sizes),
-                  "train_pairs": len(train_pairs), "final_loss":
+                  "inputs": est.inputs, "baseline": est.baseline,
+                  "train_pairs": len(train_pairs) if isinstance(train_pairs, HistogramPairs)
+                  else "fresh every step", "final_loss":
                   float(np.mean(est.history_["loss"][-50:]))},
         "inits": _init_rows(est, test_pairs, tolerances, name, n_single, progress,
                             n_batch=n_batch, batch_repeats=batch_repeats, chain=chain),
@@ -207,14 +226,19 @@ def run_problem(name: str, est: MetaSinkhornTransport, train_pairs, test_pairs, 
 
 
 def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
-        progress: bool = True) -> dict[str, Any]:
-    """B1 and B2; returns the payload with tables."""
+        progress: bool = True, model: MetaSinkhornTransport | None = None) -> dict[str, Any]:
+    """B1 and B2; returns the payload with tables.
+
+    Training draws fresh pairs at every step (:func:`~skmetaot.datasets.mnist_pair_sampler`,
+    :func:`~skmetaot.datasets.sphere_supply_demand_sampler`). ``model``: a fitted estimator
+    (of the one problem in ``problems``) to evaluate instead of training one.
+    """
     results, tables = {}, []
     if "mnist" in problems:
-        train_pairs = make_mnist_pairs(2048 if quick else 20000, split="train",
-                                       random_state=seed, dtype="float32")
+        est = model or mnist_estimator(quick, seed, verbose=int(progress))
+        train_pairs = None if model is not None else mnist_pair_sampler(
+            est.batch_size, split="train", random_state=seed)
         test_pairs = make_mnist_pairs(128, split="test", random_state=seed + 1, dtype="float32")
-        est = mnist_estimator(quick, seed, verbose=int(progress))
         results["mnist"] = run_problem("MNIST", est, train_pairs, test_pairs,
                                        n_single=16 if quick else 128, progress=progress,
                                        n_pot=4 if quick else 24)
@@ -225,17 +249,14 @@ def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
     if "sphere" in problems:
         # Quick mode is a smoke test: 1,000 demand points and a loose tolerance.
         size = {"n_demand": 1000} if quick else {}
-        train_pairs = make_sphere_supply_demand(1024 if quick else 4096, random_state=seed,
-                                                dtype="float32", **size)
         test_pairs = make_sphere_supply_demand(128, random_state=seed + 10_000, dtype="float32",
                                                **size)
         # CPU budget: the cold sphere solve (eps=1e-3) takes thousands of iterations, so B2 uses
         # 16 held-out pairs, one run per pair and init for both tolerances, batches of 8 and no
         # POT rows (POT's dense numpy solve is slower still).
-        est = MetaSinkhornTransport(
-            epsilon=1e-3, cost="spherical", hidden_layer_sizes=(512, 512),
-            max_iter=300 if quick else 1500, batch_size=64, unroll_steps=0, device="cpu",
-            random_state=seed, verbose=int(progress))
+        est = model or sphere_estimator(quick, seed, verbose=int(progress))
+        train_pairs = None if model is not None else sphere_supply_demand_sampler(
+            est.batch_size, random_state=seed, dtype="float32", **size)
         results["sphere"] = run_problem("sphere", est, train_pairs, test_pairs,
                                         tolerances=(5e-2,) if quick else (1e-2, 1e-3),
                                         n_single=2 if quick else 16, progress=progress,

@@ -1,5 +1,6 @@
 """Amortization: losses of each amortized model and the shared training loop."""
 
+from skmetaot.amortize.features import first_sinkhorn_step, pair_features
 from skmetaot.amortize.losses import entropic_dual_value, unrolled_marginal_error
 from skmetaot.amortize.training import TrainingDiverged, TrainingHistory, train
 
@@ -7,6 +8,8 @@ __all__ = [
     "TrainingDiverged",
     "TrainingHistory",
     "entropic_dual_value",
+    "first_sinkhorn_step",
+    "pair_features",
     "train",
     "unrolled_marginal_error",
 ]

@@ -6,6 +6,8 @@ from skmetaot.datasets._earth import (
     lat_lon_to_xyz,
     make_sphere_supply_demand,
     sphere_supply_demand_locations,
+    sphere_supply_demand_sampler,
+    sphere_weights,
 )
 from skmetaot.datasets._families import (
     make_gaussian_mixture_pairs,
@@ -14,7 +16,7 @@ from skmetaot.datasets._families import (
 )
 from skmetaot.datasets._gaussian import GaussianPair, make_gaussian_pair
 from skmetaot.datasets._known_map import KnownMapPair
-from skmetaot.datasets._mnist import load_mnist, make_mnist_pairs
+from skmetaot.datasets._mnist import load_mnist, make_mnist_pairs, mnist_pair_sampler
 from skmetaot.datasets._toy2d import sample_checkerboard, sample_eight_gaussians
 from skmetaot.datasets._w2bench import W2BenchmarkPair, load_w2_benchmark
 
@@ -35,9 +37,12 @@ __all__ = [
     "make_gaussian_pair_samples",
     "make_gaussian_pairs",
     "make_mnist_pairs",
+    "mnist_pair_sampler",
     "make_sphere_supply_demand",
     "sample_checkerboard",
     "sample_eight_gaussians",
     "sphere_supply_demand_locations",
+    "sphere_supply_demand_sampler",
+    "sphere_weights",
     "upscale_digits",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import lru_cache
 from importlib import resources
 
@@ -9,6 +10,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from skmetaot.measures import HistogramPairs
+from skmetaot.sampling import WeightSampler
 
 
 @lru_cache(maxsize=1)
@@ -124,12 +126,86 @@ def make_sphere_supply_demand(
         raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
     supply, demand = sphere_supply_demand_locations(n_supply, n_demand,
                                                     random_state=locations_seed)
-    rng = check_random_state(random_state)
+    a, b = sphere_weights(check_random_state(random_state), n_pairs, n_supply, n_demand)
+    return HistogramPairs(a.astype(dtype), b.astype(dtype), supply.astype(dtype),
+                          demand.astype(dtype))
+
+
+def sphere_weights(rng: np.random.RandomState, n_pairs: int, n_supply: int = 100,
+                   n_demand: int = 10000) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the weights of ``n_pairs`` sphere instances (the instance distribution).
+
+    Supply ``a = Bernoulli(0.5) * U(0, 1)`` (at least one supply point kept) and demand
+    ``b = U(0, 1)``, both normalised, as in the Meta OT reference.
+
+    Parameters
+    ----------
+    rng : numpy.random.RandomState
+    n_pairs, n_supply, n_demand : int
+
+    Returns
+    -------
+    a : ndarray of shape (n_pairs, n_supply)
+    b : ndarray of shape (n_pairs, n_demand)
+
+    Examples
+    --------
+    >>> a, b = sphere_weights(np.random.RandomState(0), 2, 5, 7)
+    >>> a.shape, b.shape, bool(np.allclose(a.sum(1), 1.0))
+    ((2, 5), (2, 7), True)
+    """
     mask = rng.rand(n_pairs, n_supply) < 0.5
     empty = ~mask.any(1)
     mask[empty, rng.randint(n_supply, size=int(empty.sum()))] = True
     a = mask * rng.rand(n_pairs, n_supply)
     a[a.sum(1) == 0, 0] = 1.0  # a kept point drew U(0,1) = 0 exactly: astronomically rare
     b = rng.rand(n_pairs, n_demand)
-    return HistogramPairs(a.astype(dtype), b.astype(dtype), supply.astype(dtype),
-                          demand.astype(dtype))
+    return a / a.sum(1, keepdims=True), b / b.sum(1, keepdims=True)
+
+
+def sphere_supply_demand_sampler(
+    batch_size: int = 128,
+    *,
+    n_supply: int = 100,
+    n_demand: int = 10000,
+    n_batches: int | None = None,
+    random_state: int | np.random.RandomState | None = None,
+    locations_seed: int = 0,
+    dtype: str = "float64",
+) -> WeightSampler:
+    """An endless stream of fresh sphere instances (the instance distribution itself).
+
+    Every batch redraws the weights of :func:`make_sphere_supply_demand` on the same fixed
+    locations, so meta-training sees new instances at every step, as the Meta OT reference
+    does, instead of cycling a fixed set.
+
+    Parameters
+    ----------
+    batch_size : int, default=128
+        Instances per batch.
+    n_supply, n_demand : int
+        Numbers of supply and demand locations.
+    n_batches : int, optional
+        Length of one pass (default: endless).
+    random_state : int, RandomState or None
+        Seed of the weights.
+    locations_seed : int, default=0
+        Seed of the fixed locations (the same as :func:`make_sphere_supply_demand`'s).
+    dtype : {"float64", "float32"}, default="float64"
+
+    Returns
+    -------
+    WeightSampler
+        Pass it to :meth:`MetaSinkhornTransport.fit <skmetaot.MetaSinkhornTransport.fit>`.
+
+    Examples
+    --------
+    >>> sampler = sphere_supply_demand_sampler(4, n_demand=300, n_batches=2, random_state=0)
+    >>> [tuple(batch.b.shape) for batch in sampler]
+    [(4, 300), (4, 300)]
+    """
+    supply, demand = sphere_supply_demand_locations(n_supply, n_demand,
+                                                    random_state=locations_seed)
+    draw = functools.partial(sphere_weights, n_supply=n_supply, n_demand=n_demand)
+    return WeightSampler(supply, demand, draw, batch_size=batch_size, n_batches=n_batches,
+                         random_state=random_state, dtype=dtype)

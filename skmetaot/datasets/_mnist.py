@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from skmetaot.measures import HistogramPairs, pairs_from_images
+from skmetaot.sampling import PairSampler
 
 #: The benchmark split: images 0-7999 make training pairs, 8000-9999 test pairs (we ship no
 #: MNIST training images, so this keeps test digits unseen during meta-training).
@@ -95,3 +96,41 @@ def make_mnist_pairs(
     second = rng.randint(0, len(images), size=n_pairs)
     scaled = images.astype(dtype) / 255.0
     return pairs_from_images(scaled[first], scaled[second])
+
+
+def mnist_pair_sampler(
+    batch_size: int = 128,
+    *,
+    split: str = "train",
+    n_batches: int | None = None,
+    random_state: int | np.random.RandomState | None = None,
+) -> PairSampler:
+    """An endless stream of fresh random pairs of MNIST digits (the pair distribution itself).
+
+    Every batch draws new ordered pairs ``(I, J)`` of the split's images, as the Meta OT
+    reference does, so meta-training never cycles a fixed set of pairs; only the images are
+    held (8,000 images stand for 64 million pairs).
+
+    Parameters
+    ----------
+    batch_size : int, default=128
+        Pairs per batch.
+    split : {"all", "train", "test"}, default="train"
+    n_batches : int, optional
+        Length of one pass (default: endless).
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    PairSampler
+        Its batches are (batch_size, 2, 28, 28) arrays of image pairs.
+
+    Examples
+    --------
+    >>> sampler = mnist_pair_sampler(16, n_batches=2, random_state=0)
+    >>> [batch.shape for batch in sampler]
+    [(16, 2, 28, 28), (16, 2, 28, 28)]
+    """
+    images, _ = load_mnist(split)
+    return PairSampler(images, batch_size=batch_size, n_batches=n_batches,
+                       random_state=random_state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from skmetaot.amortize import (
     entropic_dual_value,
     unrolled_marginal_error,
 )
+from skmetaot.amortize.features import INPUTS, pair_features
 from skmetaot.costs import CostSpec, get_cost
 from skmetaot.estimators._base import (
     BaseOTEstimator,
@@ -46,7 +48,10 @@ class MetaSinkhornTransport(BaseOTEstimator):
     the training pairs and needs no solved problems. Predictions warm-start Sinkhorn
     (:meth:`refine`) or POT (:func:`skmetaot.pot.to_warmstart`).
 
-    The network sees ``concat(n * a, m * b)`` (histograms scaled to mean one). All pairs must
+    By default the network sees ``concat(n a, n pooled)``: the source histogram and the target
+    histogram pooled onto the source atoms through the kernel (the a-marginal of the plan of
+    ``f = 0``; see :func:`skmetaot.amortize.first_sinkhorn_step`), both scaled to mean
+    one; ``inputs="histograms"`` gives it ``concat(n a, m b)``, as in the paper. All pairs must
     share the supports seen in ``fit`` (images on one grid; supply and demand at fixed locations,
     which may differ from each other, as in the sphere problem); pairs of point clouds with their
     own supports are the business of :class:`MetaICNNTransport`.
@@ -72,7 +77,13 @@ class MetaSinkhornTransport(BaseOTEstimator):
     hidden_layer_sizes : tuple of int, default=(1024, 1024, 1024)
         Hidden widths of the MLP (the reference uses three layers of 1024).
     learning_rate : float, default=1e-3
-        Peak Adam learning rate (cosine decay to 10% over ``max_iter``).
+        Peak Adam learning rate.
+    learning_rate_schedule : {"cosine", "constant"}, default="cosine"
+        ``"cosine"``: decay to 10% of ``learning_rate`` over the ``max_iter`` steps of
+        :meth:`fit` (each :meth:`partial_fit` call decays over its own steps).
+        ``"constant"``: ``learning_rate`` throughout, as in the Meta OT reference; successive
+        :meth:`partial_fit` calls then train exactly as one long fit would (what learning
+        curves need).
     batch_size : int, default=128
         Pairs per training step.
     max_iter : int, default=5000
@@ -88,10 +99,17 @@ class MetaSinkhornTransport(BaseOTEstimator):
         differentiable Sinkhorn iterations from the prediction
         (:func:`skmetaot.amortize.unrolled_marginal_error`), which targets the slowly converging
         directions that decide refinement time. 0 is the paper's objective alone.
-    baseline : {"gaussian"} or None, default=None
-        ``"gaussian"``: the network predicts a correction added to the Gaussian-map potential
-        of the pair (Thornton and Cuturi 2022), and starts at exactly that potential (its last
-        layer is zero). None: the network predicts ``f`` itself, as in the paper.
+    inputs : {"pooled", "histograms", "pooled+histograms"}, default="pooled"
+        What the network sees of a pair (see :func:`skmetaot.amortize.pair_features`):
+        the source histogram with the target pooled onto the source atoms (2n numbers whatever
+        the target's size, one Sinkhorn sweep to compute), the two raw histograms (the paper's
+        ``concat(a, b)``), or all three.
+    baseline : {"sinkhorn", "gaussian"} or None, default="sinkhorn"
+        The network predicts a correction added to a baseline potential, and starts at exactly
+        that potential (its last layer is zero): ``"sinkhorn"``, Sinkhorn's first f-update from
+        zeros (free with the pooled inputs); ``"gaussian"``, the Gaussian-map potential of the
+        pair (Thornton and Cuturi 2022). None: the network predicts ``f`` itself, as in the
+        paper.
     validation_fraction : float, default=0.0
         Fraction of the pairs held out to record a validation loss in ``history_``.
     device : str, default="auto"
@@ -139,13 +157,15 @@ class MetaSinkhornTransport(BaseOTEstimator):
         cost: CostSpec = "sqeuclidean",
         hidden_layer_sizes: Sequence[int] = (1024, 1024, 1024),
         learning_rate: float = 1e-3,
+        learning_rate_schedule: str = "cosine",
         batch_size: int = 128,
         max_iter: int = 5000,
         tol: float = 1e-3,
         refine_max_iter: int = 1000,
         grad_clip: float = 1.0,
         unroll_steps: int = 0,
-        baseline: str | None = None,
+        inputs: str = "pooled",
+        baseline: str | None = "sinkhorn",
         validation_fraction: float = 0.0,
         device: str = "auto",
         dtype: str = "float32",
@@ -158,12 +178,14 @@ class MetaSinkhornTransport(BaseOTEstimator):
         self.cost = cost
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.tol = tol
         self.refine_max_iter = refine_max_iter
         self.grad_clip = grad_clip
         self.unroll_steps = unroll_steps
+        self.inputs = inputs
         self.baseline = baseline
         self.validation_fraction = validation_fraction
         self.device = device
@@ -184,8 +206,15 @@ class MetaSinkhornTransport(BaseOTEstimator):
         check_non_negative_int(self.unroll_steps, "unroll_steps")
         self._check_checkpoint_params()
         get_cost(self.cost)
-        if self.baseline not in (None, "gaussian"):
-            raise ValueError(f"baseline={self.baseline!r} is not one of 'gaussian', None")
+        if self.baseline not in (None, "gaussian", "sinkhorn"):
+            raise ValueError(f"baseline={self.baseline!r} is not one of 'sinkhorn', 'gaussian', "
+                             "None")
+        if self.learning_rate_schedule not in ("cosine", "constant"):
+            raise ValueError(f"learning_rate_schedule={self.learning_rate_schedule!r} is not "
+                             "one of 'cosine', 'constant'")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs={self.inputs!r} is not one of "
+                             f"{', '.join(map(repr, INPUTS))}")
         if not all(isinstance(w, (int, np.integer)) and w > 0 for w in self.hidden_layer_sizes):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got "
                              f"{self.hidden_layer_sizes!r}")
@@ -217,7 +246,10 @@ class MetaSinkhornTransport(BaseOTEstimator):
         self.n_source_, self.n_target_ = int(pairs.a.shape[1]), int(pairs.b.shape[1])
         self.support_x_, self.support_y_ = pairs.x, pairs.y
         self._generator = self._seed_generator()
-        self.model_ = MLP(self.n_source_ + self.n_target_, tuple(self.hidden_layer_sizes),
+        n_features = {"histograms": self.n_source_ + self.n_target_,
+                      "pooled": 2 * self.n_source_,
+                      "pooled+histograms": 2 * self.n_source_ + self.n_target_}[self.inputs]
+        self.model_ = MLP(n_features, tuple(self.hidden_layer_sizes),
                           self.n_source_).to(self._device_, self._dtype_)
         if self.baseline is not None:
             # Start exactly at the baseline: training can then only move away from it.
@@ -231,11 +263,15 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return pair_geometry(pairs, [0], epsilon=self.epsilon, cost=self.cost,
                              cost_matrix=None)[0]
 
-    def _forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        inputs = torch.cat([a * self.n_source_, b * self.n_target_], dim=-1)
-        correction = self.model_(inputs)
+    def _forward(self, geometry, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        features, first_f = pair_features(self.inputs, geometry, a, b)
+        correction = self.model_(features)
         if self.baseline is None:
             return correction
+        if self.baseline == "sinkhorn":
+            if first_f is None:  # the raw inputs did not compute it
+                first_f = pair_features("pooled", geometry, a, b)[1]
+            return first_f + correction
         with torch.no_grad():
             base = gaussian_init(self.support_x_, a, self.support_y_, b)
         return base + correction
@@ -332,7 +368,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
         def step_loss(step: int) -> torch.Tensor:
             batch = next(batches)
             a, b = batch.a, batch.b
-            f = self._forward(a, b)
+            f = self._forward(geometry, a, b)
             loss = -entropic_dual_value(geometry, f, a, b).mean()
             if self.unroll_steps:
                 loss = loss + unrolled_marginal_error(geometry, f, a, b, self.unroll_steps).mean()
@@ -345,7 +381,9 @@ class MetaSinkhornTransport(BaseOTEstimator):
             self.model_, step_loss,
             self._live_optimizer("optimizer_", self.model_.parameters(),
                                  lambda params: torch.optim.Adam(params, lr=self.learning_rate)),
-            n_steps=n_steps, total_steps=total_steps, checkpoint_data=checkpoint_data,
+            # An endless schedule never decays: the cosine at progress 0 is the peak rate.
+            n_steps=n_steps, checkpoint_data=checkpoint_data,
+            total_steps=math.inf if self.learning_rate_schedule == "constant" else total_steps,
             distribute="model_", learning_rate=self.learning_rate, grad_clip=self.grad_clip,
             validate=validate if n_val else None,
             validate_every=max(1, n_steps // 20) if n_val else 0,
@@ -377,22 +415,25 @@ class MetaSinkhornTransport(BaseOTEstimator):
                    batch_size: int | None = None) -> float:
         """Mean entropic dual of the predictions for the pairs ``index`` (no gradient)."""
         with torch.no_grad():
-            values = [entropic_dual_value(geometry, self._forward(pairs.a[i], pairs.b[i]),
+            values = [entropic_dual_value(geometry,
+                                          self._forward(geometry, pairs.a[i], pairs.b[i]),
                                           pairs.a[i], pairs.b[i])
                       for i in index.split(self._batch_size(pairs, batch_size))]
         return float(torch.cat(values).mean())
 
-    def _predict_f(self, pairs: HistogramPairs, batch_size: int | None = None) -> torch.Tensor:
+    def _predict_f(self, pairs: HistogramPairs, batch_size: int | None = None,
+                   geometry=None) -> torch.Tensor:
         """Predicted source potentials, -inf on zero-mass atoms (what warm-starts Sinkhorn)."""
+        geometry = self._geometry(pairs) if geometry is None else geometry
         with torch.no_grad():
-            parts = [self._forward(pairs.a[part], pairs.b[part])
+            parts = [self._forward(geometry, pairs.a[part], pairs.b[part])
                      for part in self._batches(pairs, batch_size)]
         f = parts[0] if len(parts) == 1 else torch.cat(parts)  # one part: no copy
         return f.masked_fill_(pairs.a <= 0, float("-inf"))
 
     def _predict_tensors(self, pairs: HistogramPairs, batch_size: int | None = None):
         geometry = self._geometry(pairs)
-        f = self._predict_f(pairs, batch_size)
+        f = self._predict_f(pairs, batch_size, geometry)
         with torch.no_grad():
             g = torch.cat([c_transform(geometry, f[part], pairs.a[part], pairs.b[part])
                            for part in self._batches(pairs, batch_size)])

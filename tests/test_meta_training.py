@@ -1,0 +1,152 @@
+"""Fast meta-training: geometric inputs and baselines, fresh-pair streams, schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from skmetaot import MetaSinkhornTransport, pairs_from_images
+from skmetaot.amortize import unrolled_marginal_error
+from skmetaot.amortize.features import INPUTS, first_sinkhorn_step, pair_features
+from skmetaot.datasets import (
+    make_sphere_supply_demand,
+    mnist_pair_sampler,
+    sphere_supply_demand_sampler,
+    sphere_weights,
+)
+from skmetaot.geometry import DenseGeometry
+from skmetaot.sampling import WeightSampler
+from skmetaot.solvers.sinkhorn import solve_batch
+
+
+def _digit_pairs(images, n_pairs, seed):
+    rng = np.random.RandomState(seed)
+    first, second = rng.randint(len(images), size=n_pairs), rng.randint(len(images), size=n_pairs)
+    return pairs_from_images(images[first], images[second])
+
+
+@pytest.fixture(scope="module")
+def dense_problem():
+    gen = torch.Generator().manual_seed(0)
+    cost = torch.rand(6, 9, generator=gen, dtype=torch.float64)
+    a = torch.rand(4, 6, generator=gen, dtype=torch.float64)
+    a[:, 1] = 0.0  # an atom without mass in every pair
+    a[0, 3] = 0.0
+    b = torch.rand(4, 9, generator=gen, dtype=torch.float64)
+    return DenseGeometry(cost, 0.05), a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+
+
+def test_first_f_is_the_solvers_first_iteration(dense_problem):
+    geometry, a, b = dense_problem
+    pooled, first_f = first_sinkhorn_step(geometry, a, b)
+    # Two iterations from zeros return the potential of the first f-update.
+    state = solve_batch(geometry, a, b, torch.zeros_like(a), tol=0.0, max_iter=2, warn=False)
+    on = a > 0
+    assert torch.allclose(first_f[on], state.f[on], atol=1e-12)
+    assert (first_f[~on] == 0).all()
+    assert torch.allclose(pooled.sum(1), torch.ones(4, dtype=torch.float64))
+    assert (pooled[~on] == 0).all() and (pooled[on] > 0).all()
+
+
+def test_pooled_histogram_is_b_on_a_shared_support_with_a_tiny_epsilon():
+    # With a negligible epsilon each target atom sends its mass to its own source atom.
+    cost = (torch.arange(5.0)[:, None] - torch.arange(5.0)[None]) ** 2
+    a = torch.full((1, 5), 0.2, dtype=torch.float64)
+    b = torch.tensor([[0.1, 0.4, 0.2, 0.2, 0.1]], dtype=torch.float64)
+    pooled, _ = first_sinkhorn_step(DenseGeometry(cost.double(), 1e-3), a, b)
+    assert torch.allclose(pooled, b)
+
+
+def test_pair_features_sizes_and_names(dense_problem):
+    geometry, a, b = dense_problem
+    sizes = {name: pair_features(name, geometry, a, b)[0].shape for name in INPUTS}
+    assert sizes == {"histograms": (4, 15), "pooled": (4, 12), "pooled+histograms": (4, 21)}
+    assert pair_features("histograms", geometry, a, b)[1] is None
+    with pytest.raises(ValueError, match="inputs='raw'"):
+        pair_features("raw", geometry, a, b)
+
+
+def test_weight_sampler_draws_fresh_reproducible_batches():
+    sampler = sphere_supply_demand_sampler(8, n_supply=10, n_demand=50, n_batches=3,
+                                           random_state=0)
+    first, second = list(sampler), list(sampler)
+    assert [tuple(batch.a.shape) for batch in first] == [(8, 10)] * 3
+    for one, two in zip(first, second, strict=True):  # same seed, same stream
+        assert torch.equal(one.a, two.a) and torch.equal(one.b, two.b)
+    assert not torch.equal(first[0].b, first[1].b)  # every batch is new
+    batch = first[0]
+    assert torch.allclose(batch.a.sum(1), torch.ones(8, dtype=batch.a.dtype))
+    assert ((batch.a == 0).double().mean() > 0.2)  # the Bernoulli(0.5) supply mask
+    fixed = make_sphere_supply_demand(2, n_supply=10, n_demand=50, random_state=0)
+    assert torch.equal(batch.x, fixed.x) and torch.equal(batch.y, fixed.y)
+
+
+def test_sphere_weights_is_the_distribution_of_the_fixed_sets():
+    pairs = make_sphere_supply_demand(3, n_supply=10, n_demand=20, random_state=5)
+    a, b = sphere_weights(np.random.RandomState(5), 3, 10, 20)
+    assert np.allclose(pairs.a.numpy(), a) and np.allclose(pairs.b.numpy(), b)
+
+
+def test_weight_sampler_validates_its_arguments():
+    with pytest.raises(TypeError, match="draw_weights"):
+        WeightSampler(np.zeros((2, 1)), np.zeros((3, 1)), "uniform")
+    with pytest.raises(ValueError, match="batch_size"):
+        WeightSampler(np.zeros((2, 1)), np.zeros((3, 1)), sphere_weights, batch_size=0)
+    with pytest.raises(ValueError, match="dtype"):
+        WeightSampler(np.zeros((2, 1)), np.zeros((3, 1)), sphere_weights, dtype="int8")
+
+
+def test_mnist_pair_sampler_draws_image_pairs():
+    batches = list(mnist_pair_sampler(4, n_batches=2, random_state=0))
+    assert [batch.shape for batch in batches] == [(4, 2, 28, 28)] * 2
+
+
+def test_constant_schedule_makes_partial_fits_one_run():
+    images = load_digits().images
+    pairs = _digit_pairs(images, 64, 0)
+    params = dict(hidden_layer_sizes=(16,), batch_size=8, learning_rate_schedule="constant",
+                  device="cpu", random_state=0)
+
+    def batches():
+        return iter([pairs[8 * k: 8 * (k + 1)] for k in range(8)])
+
+    one = MetaSinkhornTransport(**params).partial_fit(batches(), n_steps=8)
+    stream = batches()
+    two = MetaSinkhornTransport(**params).partial_fit(stream, n_steps=3)
+    two.partial_fit(stream, n_steps=5)
+    for p, q in zip(one.model_.parameters(), two.model_.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+    cosine = MetaSinkhornTransport(**{**params, "learning_rate_schedule": "cosine"})
+    cosine.partial_fit(batches(), n_steps=3).partial_fit(batches(), n_steps=5)
+    assert not all(torch.allclose(p, q, atol=1e-6) for p, q in
+                   zip(one.model_.parameters(), cosine.model_.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("param, value", [("inputs", "raw"), ("baseline", "zeros"),
+                                          ("learning_rate_schedule", "linear")])
+def test_bad_training_options_raise(param, value):
+    pairs = _digit_pairs(load_digits().images, 4, 0)
+    with pytest.raises(ValueError, match=param):
+        MetaSinkhornTransport(**{param: value, "max_iter": 1, "device": "cpu"}).fit(pairs)
+
+
+def test_new_default_learns_faster_than_the_paper_inputs_at_equal_steps():
+    # The defaults (pooled inputs, Sinkhorn's first update as the baseline) against the paper's
+    # raw histograms with no baseline: same network, same steps, same pairs.
+    images = load_digits().images
+    train, test = _digit_pairs(images[:1400], 1000, 0), _digit_pairs(images[1400:], 40, 1)
+    common = dict(hidden_layer_sizes=(128, 128), max_iter=150, batch_size=32, device="cpu",
+                  random_state=0, unroll_steps=3)
+    new = MetaSinkhornTransport(**common).fit(train)
+    old = MetaSinkhornTransport(**common, inputs="histograms", baseline=None).fit(train)
+    assert (new.inputs, new.baseline) == ("pooled", "sinkhorn")
+
+    def after_one_update(est):
+        pairs = est._validate_pairs(test, fitting=False)
+        geometry = est._geometry(pairs)
+        f = est._predict_f(pairs, geometry=geometry)
+        return float(unrolled_marginal_error(geometry, f, pairs.a, pairs.b, 1).median())
+
+    assert after_one_update(new) < 0.8 * after_one_update(old)
