@@ -19,7 +19,7 @@ PY
 )
 echo "+ pip install $pins"
 python -m pip install -q --upgrade pip
-python -m pip install -q $pins
+python -m pip install -q --only-binary :all: $pins  # wheels: what users get
 python -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || python -m pip install -q --no-deps -e .
 python -m pip list 2>/dev/null | grep -iE "^(numpy|scipy|scikit-learn|torch|pot|joblib|tqdm) "
 OMP_NUM_THREADS=1 python - <<'PY'
