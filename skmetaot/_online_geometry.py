@@ -13,6 +13,9 @@ exponent of the block from one GEMM, and the last term leaves the log-sum-exp.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from skmetaot._softmin import (
@@ -23,6 +26,39 @@ from skmetaot._softmin import (
     softmin_last,
 )
 from skmetaot.costs import CostSpec, is_sqeuclidean, pairwise_cost
+
+
+def restrict_to_used(geometry: Any, source_used: torch.Tensor, target_used: torch.Tensor,
+                     build: Callable[[torch.Tensor, torch.Tensor], Any]):
+    """``(build(kept sources, kept targets), kept sources, kept targets)``; ``geometry`` if all.
+
+    What ``restrict`` of the dense and online geometries share: the kept atoms' indices, and
+    the geometry itself when nothing is dropped (nothing is rebuilt).
+
+    Parameters
+    ----------
+    geometry : object
+        The geometry being restricted.
+    source_used, target_used : torch.Tensor of bool, shape (n,), (m,)
+    build : callable
+        ``build(source_index, target_index)`` returns the restricted geometry.
+
+    Returns
+    -------
+    geometry, source_index, target_index
+
+    Examples
+    --------
+    >>> import torch
+    >>> used = torch.tensor([True, False, True])
+    >>> restrict_to_used("whole", used, used, lambda i, j: (i.tolist(), j.tolist()))[0]
+    ([0, 2], [0, 2])
+    """
+    source_index = source_used.nonzero()[:, 0]
+    target_index = target_used.nonzero()[:, 0]
+    if len(source_index) == len(source_used) and len(target_index) == len(target_used):
+        return geometry, source_index, target_index
+    return build(source_index, target_index), source_index, target_index
 
 
 class OnlineGeometry:
@@ -109,13 +145,9 @@ class OnlineGeometry:
         source_index, target_index : torch.Tensor of long
             Kept atoms, in order.
         """
-        source_index = source_used.nonzero()[:, 0]
-        target_index = target_used.nonzero()[:, 0]
-        if len(source_index) == len(source_used) and len(target_index) == len(target_used):
-            return self, source_index, target_index
-        sub = OnlineGeometry(self.x.index_select(-2, source_index),
-                             self.y.index_select(-2, target_index), self.epsilon, self.cost)
-        return sub, source_index, target_index
+        return restrict_to_used(self, source_used, target_used, lambda rows, cols: OnlineGeometry(
+            self.x.index_select(-2, rows), self.y.index_select(-2, cols), self.epsilon,
+            self.cost))
 
     def cost_matrix(self) -> torch.Tensor:
         """The dense (n, m) or (B, n, m) cost, materialised on demand (e.g. for plans)."""

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from skmetaot._online_geometry import OnlineGeometry
+from skmetaot._online_geometry import OnlineGeometry, restrict_to_used
 from skmetaot._softmin import (
     plan_cost_moment,
     softmin_blocks,
@@ -139,12 +139,8 @@ class DenseGeometry:
         source_index, target_index : torch.Tensor of long
             Kept atoms, in order.
         """
-        source_index = source_used.nonzero()[:, 0]
-        target_index = target_used.nonzero()[:, 0]
-        if len(source_index) == len(source_used) and len(target_index) == len(target_used):
-            return self, source_index, target_index
-        cost = self.cost.index_select(-2, source_index).index_select(-1, target_index)
-        return DenseGeometry(cost, self.epsilon), source_index, target_index
+        return restrict_to_used(self, source_used, target_used, lambda rows, cols: DenseGeometry(
+            self.cost.index_select(-2, rows).index_select(-1, cols), self.epsilon))
 
     def cost_matrix(self) -> torch.Tensor:
         """The cost, (n, m) or (B, n, m)."""

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 import skmetaot
 from skmetaot import (
@@ -96,12 +97,16 @@ class Returns:
     """Documented behaviour: the call succeeds and its output is finite.
 
     ``shape`` is the shape of the first array of the output; ``check`` is an extra assertion
-    on the output; ``finite=False`` leaves finiteness to ``check`` (for documented -inf).
+    on the output; ``finite=False`` leaves finiteness to ``check`` (for documented -inf);
+    ``warns`` is a warning the call must issue (non-convergence, detached gradients), with a
+    message matching ``warns_match``.
     """
 
     shape: tuple[int, ...] | None = None
     check: Callable[[Any], None] | None = None
     finite: bool = True
+    warns: type[Warning] | None = None
+    warns_match: str = ""
 
 
 def _arrays(out: Any) -> list[np.ndarray]:
@@ -181,6 +186,16 @@ def _minus_inf_on_zero_pixels(out: Any) -> None:
 
 
 _ZERO_PIXELS = _with(IMAGES[:2], (slice(None), 0, 0, slice(None)), 0.0)
+
+
+def _minus_inf_where(values: Any, where: np.ndarray) -> None:
+    values = np.asarray(values)
+    assert not np.isnan(values).any()
+    assert np.isneginf(values[where]).all() and np.isfinite(values[~where]).all()
+
+
+def _detached(values: Any) -> None:
+    assert isinstance(values, torch.Tensor) and not values.requires_grad
 
 
 def _float64_pairs(pairs: Any) -> None:
@@ -332,6 +347,56 @@ SINKHORN = [
       Returns(shape=(1, 5)), id="sinkhorn(pairs)-tiny-epsilon"),
     P(lambda e: sinkhorn(IMAGES[:2].astype(np.float32), epsilon=1e8),
       Returns(shape=(2, 16)), id="sinkhorn(pairs)-huge-epsilon-images"),
+    # issue 22: the geometry choice, half precision, autograd, and saying non-convergence
+    P(lambda e: sinkhorn(A, B, C, geometry="online"),
+      Raises(ValueError, r"geometry='online' computes the costs from the supports x and y"),
+      id="sinkhorn-online-with-cost-matrix"),
+    P(lambda e: sinkhorn(A, B, x=X5, y=Y6, geometry="sparse"),
+      Raises(ValueError, r"geometry='sparse' is not one of \('auto', 'dense', 'online'\)"),
+      id="sinkhorn-unknown-geometry"),
+    P(lambda e: sinkhorn([(X5, Y6)], geometry=None),
+      Raises(ValueError, r"geometry=None is not one of"), id="sinkhorn(pairs)-geometry-none"),
+    P(lambda e: sinkhorn(A, B, x=_with(X5, (0, 0), NaN), y=Y6, geometry="online"),
+      Raises(ValueError, r"x contains NaN or infinite"), id="sinkhorn-online-nan-support"),
+    P(lambda e: sinkhorn(A, B, x=X5, y=Y6, epsilon=1e-8, max_iter=50, geometry="online"),
+      Returns(shape=(5,), check=_sinkhorn_tiny_epsilon, warns=ConvergenceWarning),
+      id="sinkhorn-online-tiny-epsilon"),
+    P(lambda e: sinkhorn(A, B, x=1e3 * X5, y=1e3 * Y6, epsilon=1e8, geometry="online"),
+      Returns(shape=(5,)), id="sinkhorn-online-huge-epsilon"),
+    P(lambda e: sinkhorn(A, B, x=np.zeros((5, 2)), y=np.zeros((6, 2)), geometry="online"),
+      Returns(shape=(5,)), id="sinkhorn-online-duplicate-points"),
+    P(lambda e: sinkhorn(_with(A, 0, 0.0), B, x=X5, y=Y6, geometry="online"),
+      Returns(shape=(5,), finite=False,
+              check=lambda r: _minus_inf_where(r.f, np.arange(5) == 0)),
+      id="sinkhorn-online-zero-weight"),
+    P(lambda e: sinkhorn([(X5, Y6), (X5[:3], Y6[:4])], geometry="online", cost="euclidean"),
+      Returns(shape=(5,)), id="sinkhorn(pairs)-online-clouds"),
+    P(lambda e: sinkhorn(IMAGES[:2], geometry="dense", epsilon=1e-8, max_iter=20),
+      Returns(shape=(2, 16), warns=ConvergenceWarning), id="sinkhorn(pairs)-dense-on-grid"),
+    P(lambda e: sinkhorn(A, B, C, epsilon=1e-8, max_iter=50),
+      Returns(shape=(5,), warns=ConvergenceWarning, warns_match=r"1 of 1 problem stopped at "
+              r"max_iter=50"), id="sinkhorn-max-iter-warns"),
+    P(lambda e: sinkhorn(A, B, 1e6 * C, epsilon=1e-2),
+      Returns(shape=(5,), warns=ConvergenceWarning), id="sinkhorn-huge-cost-warns"),
+    P(lambda e: sinkhorn(torch.tensor(A).half(), torch.tensor(B), torch.tensor(C)),
+      Raises(TypeError, r"a has dtype torch.float16: sinkhorn computes in float32 or float64"),
+      id="sinkhorn-float16-weights"),
+    P(lambda e: sinkhorn(torch.tensor(A), torch.tensor(B), torch.tensor(C).bfloat16()),
+      Raises(TypeError, r"C has dtype torch.bfloat16"), id="sinkhorn-bfloat16-cost"),
+    P(lambda e: sinkhorn(A, B, x=X5.astype(np.float16), y=Y6),
+      Raises(TypeError, r"x has dtype numpy float16"), id="sinkhorn-numpy-float16-support"),
+    P(lambda e: sinkhorn([(torch.tensor(X5).bfloat16(), torch.tensor(Y6))]),
+      Raises(TypeError, r"a has dtype torch.bfloat16"), id="sinkhorn(pairs)-bfloat16"),
+    P(lambda e: sinkhorn(torch.tensor(A).half(), torch.tensor(B), torch.tensor(C),
+                         dtype="float32"),
+      Returns(shape=(5,)), id="sinkhorn-float16-converted-on-request"),
+    P(lambda e: sinkhorn(A, B, C, dtype="float16"),
+      Raises(ValueError, r"dtype='float16' is not supported; use 'float32' or 'float64'"),
+      id="sinkhorn-float16-dtype-argument"),
+    P(lambda e: sinkhorn(torch.tensor(A), torch.tensor(B), torch.tensor(C).requires_grad_()),
+      Returns(shape=(5,), warns=UserWarning, warns_match=r"C requires grad, but sinkhorn does "
+              r"not differentiate through its iterations", check=lambda r: _detached(r.f)),
+      id="sinkhorn-requires-grad-warns-detached"),
 ]
 
 CONJUGATE = [
@@ -838,7 +903,11 @@ def test_bad_input(call: Callable[[Any], Any], outcome: Raises | Returns,
         assert type(excinfo.value) is outcome.exc, repr(excinfo.value)
         _raised_from(excinfo, outcome.source)
         return
-    out = call(fitted)
+    if outcome.warns is not None:
+        with pytest.warns(outcome.warns, match=outcome.warns_match):
+            out = call(fitted)
+    else:
+        out = call(fitted)
     arrays = _arrays(out)
     assert arrays, "the call returned no numbers"
     if outcome.shape is not None:

@@ -9,14 +9,18 @@ the b-marginal exact); training losses and gradients finite.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 
+import skmetaot.geometry
 from skmetaot import MetaSinkhornTransport, conjugate, pairs_from_images, sinkhorn
 from skmetaot.amortize import entropic_dual_value, unrolled_marginal_error
 from skmetaot.costs import euclidean, spherical, sqeuclidean
@@ -494,3 +498,39 @@ def test_conjugate_fuzz_never_produces_nan(dim: int, log_scale: float, seed: int
         assert np.all(res.converged)
         x_star = np.linalg.solve(matrix, (y / scale - linear).T).T
         np.testing.assert_allclose(x, x_star, rtol=0, atol=2 * 1e-3 / (0.5 * scale))
+
+
+# -- 5. large-problem paths (issue 22): online geometry, dense without kernel, the warning ---
+@settings(max_examples=80)
+@given(ot_problems(max_size=80), st.sampled_from(["online", "dense-blocks"]))
+def test_large_problem_paths_fuzz_never_produce_nan_and_say_non_convergence(
+        problem: dict, path: str) -> None:
+    # The online geometry (from supports; the squared Euclidean cost takes its one-GEMM path,
+    # scaled through the supports) and the dense geometry reducing by blocks (no kernel),
+    # under the same hostile numerics as the fuzz above. The warning comes exactly when some
+    # problem stopped on max_iter, once, with the count.
+    scale, epsilon, dtype = problem["scale"], problem["epsilon"], problem["dtype"]
+    x, y, a, b = problem["x"], problem["y"], problem["a"], problem["b"]
+    cost_fn = _scaled_cost(problem["cost"], scale)
+    kwargs = dict(epsilon=epsilon, dtype=dtype, max_iter=MAX_ITER)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if path == "online" and problem["cost"] == "sqeuclidean":
+            root = math.sqrt(scale)
+            result = sinkhorn(a, b, x=root * x, y=root * y, geometry="online", **kwargs)
+        elif path == "online":
+            result = sinkhorn(a, b, x=x, y=y, cost=cost_fn, geometry="online", **kwargs)
+        else:
+            cost = cost_fn(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+            with mock.patch.object(skmetaot.geometry, "KERNEL_ELEMENTS", 0):
+                result = sinkhorn(a, b, cost, **kwargs)
+    plans = result.plan()
+    cost_k = cost_fn(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    for k in range(len(a)):
+        _check_solved_pair(result.f[k], result.g[k], result.errors[k], plans[k], cost_k,
+                           a[k].astype(dtype), b[k].astype(dtype), epsilon, dtype)
+    said = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    failed = int((~result.converged).sum())
+    assert len(said) == (failed > 0)
+    if failed:
+        assert f"{failed} of {len(a)} problem" in str(said[0].message)
