@@ -6,7 +6,7 @@
 * :func:`softmin_matmul`, a float64 matrix product against a precomputed ``exp(-kernel)``, with
   an exact fallback where the product underflows (the fast path of small dense costs and grids);
 * :func:`softmin_blocks`, the exact form over blocks of output rows, so that no temporary is
-  larger than :data:`BLOCK_ELEMENTS` (large dense costs; the online geometry's blocks).
+  larger than ``BLOCK_ELEMENTS`` (large dense costs; the online geometry's blocks).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def reduce_blocks(rows: int, step: int, reduce: Callable[[int, int], torch.Tenso
 def softmin_blocks(values: torch.Tensor, kernel: torch.Tensor, scale: float = 1.0):
     """:func:`softmin_last` against ``scale * kernel``, over blocks of kernel rows.
 
-    No temporary holds more than :data:`BLOCK_ELEMENTS` elements (a row of the kernel at a
+    No temporary holds more than ``BLOCK_ELEMENTS`` elements (a row of the kernel at a
     time when one row is larger), whatever the size of ``kernel``; ``kernel`` may be a strided
     view (a transposed cost), it is only read.
 
@@ -403,7 +403,7 @@ def plan_cost_moment(scaled_f: torch.Tensor, scaled_g: torch.Tensor, rows: int,
     """``<C, P>`` of the plans ``P_ij = exp(F_i + G_j - C_ij / eps)``, by blocks of rows of C.
 
     Each block of the plan is formed from its block of costs and summed at once, in float64,
-    so that the memory is :data:`BLOCK_ELEMENTS`, not a plan.
+    so that the memory is ``BLOCK_ELEMENTS``, not a plan.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ Finished problems leave the working batch, so they stop costing work. Zero weigh
 potentials of -inf on those atoms (their rows/columns of the plan are exactly zero, as in POT's
 ``log_u``), with no NaN anywhere. Problems that reach ``max_iter`` above the tolerance are
 reported by one :class:`~sklearn.exceptions.ConvergenceWarning` per call
-(:func:`warn_unconverged`).
+(``warn_unconverged``).
 """
 
 from __future__ import annotations
@@ -152,7 +152,8 @@ def solve_batch(
         At most this many iterations per problem.
     warn : bool, default=True
         Issue a :class:`~sklearn.exceptions.ConvergenceWarning` when problems stop at
-        ``max_iter`` with an error above ``tol`` (see :func:`warn_unconverged`).
+        ``max_iter`` with an error above ``tol`` (one per call, with the count and the worst
+        error).
 
     Returns
     -------
