@@ -138,15 +138,17 @@ def test_our_sinkhorn_pipeline_predicts_as_skadas(moons, routing):
 def test_skada_selectors_and_scorers_run_our_pipelines(moons, routing):
     X, y, domain, y_true = _skada_data(moons)
     split = SourceTargetShuffleSplit(n_splits=2, random_state=0)
-    pipeline = SinkhornMapping(SVC(probability=True, random_state=0), reg_e=0.1)
-    entropy = cross_validate(pipeline, X, y.copy(), params={"sample_domain": domain}, cv=split,
+    entropy = cross_validate(SinkhornMapping(LogisticRegression(), reg_e=0.1), X, y.copy(),
+                             params={"sample_domain": domain}, cv=split,
                              scoring=PredictionEntropyScorer(), error_score="raise")
     assert np.isfinite(entropy["test_score"]).all()
+    pipeline = SinkhornMapping(SVC(), reg_e=0.1)
     supervised = cross_validate(pipeline, X, y.copy(), cv=split, scoring=SupervisedScorer(),
                                 params={"sample_domain": domain, "target_labels": y_true},
                                 error_score="raise")
     assert (supervised["test_score"] > 0.8).all()
-    search = GridSearchCV(pipeline, {"sinkhornmappingadapter__reg_e": [0.05, 0.5]}, cv=split,
+    search = GridSearchCV(SinkhornMapping(LogisticRegression()),
+                          {"sinkhornmappingadapter__reg_e": [0.05, 0.5]}, cv=split,
                           scoring=PredictionEntropyScorer(), error_score="raise")
     search.fit(X, y.copy(), sample_domain=domain)
     assert search.best_params_["sinkhornmappingadapter__reg_e"] in (0.05, 0.5)

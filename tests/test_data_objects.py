@@ -19,7 +19,7 @@ from skmetaot.measures import concat_pairs
 
 def test_splitters_index_histogram_pairs_into_collections():
     pairs = make_mnist_pairs(12, random_state=0)
-    for train, test in KFold(3).split(pairs):
+    for train, _ in KFold(3).split(pairs):
         part = _safe_indexing(pairs, train)
         assert isinstance(part, HistogramPairs) and len(part) == len(train)
         torch.testing.assert_close(part.a, pairs.a[torch.as_tensor(train)])
