@@ -236,7 +236,8 @@ def to_otresult(result: Any) -> list:
     >>> from skmetaot import sinkhorn
     >>> from skmetaot.pot import to_otresult
     >>> a = np.array([[0.5, 0.5], [0.25, 0.75]])
-    >>> res = sinkhorn(a, a, np.array([[0.0, 1.0], [1.0, 0.0]]), epsilon=0.1, tol=1e-9)
+    >>> res = sinkhorn(a, a, np.array([[0.0, 1.0], [1.0, 0.0]]), epsilon=0.1, tol=1e-9,
+    ...                max_iter=20_000)
     >>> results = to_otresult(res)
     >>> len(results), results[1].plan.sum(0).round(6), results[1].log["niter"] > 0
     (2, array([0.25, 0.75]), True)
