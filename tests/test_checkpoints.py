@@ -280,6 +280,7 @@ def test_an_interrupt_inside_an_update_restores_the_last_good_state():
     with pytest.raises(KeyboardInterrupt):
         train(model, lambda step: (model.weight ** 2).sum(), optimizer, n_steps=30,
               learning_rate=0.01, history=history)
-    # The last good copy is the state after step 10 (copies are taken every 10 steps).
-    assert history.n_steps == 11 and history.step == list(range(11))
+    # The last good copy is the state after 10 steps (copied every 10 steps, before the update
+    # of step 10, once that state's loss has been seen to be finite).
+    assert history.n_steps == 10 and history.step == list(range(10))
     assert torch.isfinite(model.weight).all()

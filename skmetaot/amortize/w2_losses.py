@@ -20,6 +20,9 @@ from skmetaot.solvers.conjugate import solve_conjugate
 
 AMORTIZATIONS = ("regression", "objective", "cycle")
 CONJUGATE_SOLVERS = ("lbfgs", "adam", None)
+#: A W2 loss beyond this many times the measures' second moments (plus one) is diverging: the
+#: dual is of the order of the second moments.
+DIVERGED_LOSS = 1e3
 
 
 @dataclass
@@ -31,16 +34,21 @@ class W2StepOutput:
     loss : torch.Tensor
         Scalar to minimise: the negated dual plus the amortization loss.
     dual : float
-        The dual objective ``V = -E f(x) - E f*(y)`` on the batch (higher is better).
+        The dual objective ``V = -E f(x) - E f*(y)`` on the batch (higher is better), averaged
+        over the problems of a batch of problems.
     amortization_loss : float
     conjugate_iterations : float
         Mean solver iterations per conjugate (0 without a solver).
+    problem_duals : torch.Tensor or None
+        The dual of each problem, shape (B,) for samples (B, n, d) and () for one problem
+        (detached).
     """
 
     loss: torch.Tensor
     dual: float
     amortization_loss: float
     conjugate_iterations: float
+    problem_duals: torch.Tensor | None = None
 
 
 def _detached_potential(potential: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -102,9 +110,10 @@ def w2_dual_step(
         x_breve = solved.x
         iterations = float(solved.n_iter.float().mean())
     # Danskin: f*(y) = <x_breve, y> - f(x_breve), with x_breve held fixed.
-    mean_f_x = potential(x).mean()
-    mean_conj_y = ((x_breve * y).sum(-1) - potential(x_breve)).mean()
-    dual_loss = mean_f_x + mean_conj_y
+    # Means over each problem's samples: the last axis of the values.
+    problem_losses = (potential(x).mean(-1)
+                      + ((x_breve * y).sum(-1) - potential(x_breve)).mean(-1))
+    dual_loss = problem_losses.mean()
     if amortization == "regression":
         amortization_loss = ((x_tilde - x_breve) ** 2).sum(-1).mean()
     elif amortization == "objective":
@@ -118,7 +127,8 @@ def w2_dual_step(
                                             + ((back_of_forward - x) ** 2).sum(-1).mean())
     return W2StepOutput(loss=dual_loss + amortization_loss, dual=-float(dual_loss.detach()),
                         amortization_loss=float(amortization_loss.detach()),
-                        conjugate_iterations=iterations)
+                        conjugate_iterations=iterations,
+                        problem_duals=-problem_losses.detach())
 
 
 def identity_pretraining_loss(potential: nn.Module, points: torch.Tensor) -> torch.Tensor:

@@ -9,14 +9,13 @@ the ``("cycle", None)`` setting of :func:`~skmetaot.amortize.w2_losses.w2_dual_s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from skmetaot.amortize.training import TrainingDiverged
-from skmetaot.amortize.w2_losses import W2StepOutput, w2_dual_step
+from skmetaot.amortize.training import TrainingDiverged, TrainingHistory, train
+from skmetaot.amortize.w2_losses import DIVERGED_LOSS, W2StepOutput, w2_dual_step
 from skmetaot.nn.icnn import ICNN
 from skmetaot.nn.potentials import potential_gradient
 
@@ -150,12 +149,16 @@ def refine_w2gn(
     cycle_weight: float = 3.0,
     baseline: AffineBaseline | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    max_recoveries: int = 3,
 ) -> torch.Tensor:
     """Run W2GN on a batch of independent problems from the given parameters.
 
     The loss is summed over problems and Adam works coordinate-wise, so each problem follows
     exactly the trajectory it would follow alone; batching only removes the per-problem
-    Python loop.
+    Python loop. The steps run through :func:`~skmetaot.amortize.train` at a constant
+    learning rate, with its divergence guard: a failed step (a loss that is not finite or
+    beyond ``DIVERGED_LOSS`` times the problems' second moments, a non-finite gradient or
+    parameters) restores the last good parameters of the batch and divides the rate by 10.
 
     Parameters
     ----------
@@ -171,6 +174,8 @@ def refine_w2gn(
         Fixed affine changes of variables of the problems' potentials.
     callback : callable, optional
         ``callback(step, params)`` after every step (``step`` counts from 1).
+    max_recoveries : int, default=3
+        Failed steps recovered from before giving up.
 
     Returns
     -------
@@ -179,21 +184,32 @@ def refine_w2gn(
     Raises
     ------
     TrainingDiverged
-        When the loss stops being finite (the exception's ``params`` holds the last good ones).
+        After ``max_recoveries`` recoveries (the exception's ``params`` holds the last good
+        parameters: finite, and with a loss no worse than the starting ones').
     """
-    current = params.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([current], lr=learning_rate)
-    for step in range(n_steps):
-        x, y = sample()
-        loss = w2gn_loss(icnn, current, x, y, cycle_weight, baseline).loss * len(current)
-        if not math.isfinite(float(loss.detach())):
-            error = TrainingDiverged(f"W2GN refinement diverged at step {step} (loss "
-                                     f"{float(loss.detach()):.4g}); lower the learning rate")
-            error.params = current.detach().clone()
-            raise error
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if callback is not None:
-            callback(step + 1, current.detach())
-    return current.detach()
+    holder = torch.nn.ParameterDict({"params": params.detach().clone()})
+    current = holder["params"]
+    optimizer = torch.optim.Adam(holder.parameters(), lr=learning_rate)
+    batches = [sample()]  # the first batch sets the scale of a diverging loss
+
+    def step_loss(step: int) -> torch.Tensor:
+        if callback is not None and step > 0:
+            callback(step, current.detach())  # the state after ``step`` steps, once it stood
+        x, y = batches.pop() if batches else sample()
+        return w2gn_loss(icnn, current, x, y, cycle_weight, baseline).loss * len(current)
+
+    # The loss is of the order of the second moments (per problem); far beyond, W2GN diverges
+    # while staying finite, and its last good state is what to keep.
+    x, y = batches[0]
+    moments = float((x.detach() ** 2).sum(-1).mean() + (y.detach() ** 2).sum(-1).mean())
+    try:
+        train(holder, step_loss, optimizer, n_steps=n_steps, learning_rate=learning_rate,
+              schedule="constant", grad_clip=None, history=TrainingHistory(),
+              max_recoveries=max_recoveries, description="W2GN refinement",
+              max_abs_loss=DIVERGED_LOSS * len(current) * (moments + 1), synchronise=False)
+    except TrainingDiverged as error:
+        error.params = current.detach().clone()
+        raise
+    if callback is not None:
+        callback(n_steps, current.detach())
+    return current.detach().clone()

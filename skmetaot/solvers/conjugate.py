@@ -30,6 +30,16 @@ _BACKTRACK = 0.5
 _HZ_DELTA = 0.1
 
 
+class NonFiniteConjugateError(ValueError, FloatingPointError):
+    """The potential or its gradient is not finite where a conjugate problem starts.
+
+    A :class:`ValueError` (the argument ``x_init`` or the potential is bad) and a
+    :class:`FloatingPointError`, which is what training loops treat as a numerical failure of
+    the step: a potential that has diverged during training raises it from inside the step, and
+    :func:`skmetaot.amortize.train` recovers from it like from a non-finite loss.
+    """
+
+
 @dataclass
 class ConjugateResult:
     """Solutions of B conjugate problems ``f*(y_b) = -min_x f(x) - <x, y_b>``.
@@ -218,7 +228,10 @@ def solve_conjugate(
     Raises
     ------
     ValueError
-        On a bad argument or shape, or when the potential is not finite at ``x_init``.
+        On a bad argument or shape.
+    NonFiniteConjugateError
+        When the potential or its gradient is not finite at ``x_init`` (a ``ValueError`` and
+        a ``FloatingPointError``).
 
     Examples
     --------
@@ -258,7 +271,7 @@ def solve_conjugate(
     value, grad = _evaluate(potential, x, y)
     bad = (~_finite_rows(value, grad)).nonzero().flatten()
     if bad.numel():
-        raise ValueError(
+        raise NonFiniteConjugateError(
             f"the potential or its gradient is not finite at x_init for problem(s) "
             f"{bad[:10].tolist()} of {y.shape[0]}"
         )
