@@ -107,7 +107,8 @@ def test_identity_start_before_training():
     mapped = est.transform(samples[:1])[0]
     relative_error = ((mapped - source) ** 2).sum(1).mean() / source.var(0).sum()
     assert relative_error < 2e-3
-    np.testing.assert_allclose(mapped, source, atol=0.2)
+    # The fit floor is absolute in the standardised units of the pair (scale 1.2 here).
+    np.testing.assert_allclose(mapped, source, atol=0.25)
 
 
 def test_gaussian_baseline_starts_at_the_closed_form_map():
@@ -229,6 +230,47 @@ def test_divergence_stops_with_the_last_good_state(monkeypatch):
         est.partial_fit(samples, n_steps=5)
     for key, value in est.hypernetwork_.state_dict().items():
         torch.testing.assert_close(value, before[key])
+
+
+@pytest.mark.parametrize("failures", [1, 10])
+def test_refinement_recovers_or_stops_with_the_last_good_parameters(monkeypatch, failures):
+    import skmetaot.amortize.w2gn as module
+
+    _, samples = gaussian_family(2, n=64)
+    est = MetaICNNTransport(max_iter=5, random_state=0, **SMALL).fit(samples)
+    original, calls = module.w2gn_loss, []
+
+    def failing(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append(1)
+        if 3 <= len(calls) < 3 + failures:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(module, "w2gn_loss", failing)
+    start = est.predict_params(samples)
+    if failures == 1:  # skipped, the rate divided by 10, and the refinement goes on
+        refined = est.refine(samples, max_iter=20)
+        assert all(np.isfinite(p.transform(s[0])).all() for p, s in zip(refined, samples,
+                                                                          strict=True))
+        return
+    with pytest.raises(TrainingDiverged, match="after 3 recoveries") as error:
+        est.refine(samples, max_iter=20)
+    # The last good state is one whose loss was no worse than at the start: here the start.
+    np.testing.assert_allclose(error.value.params.numpy(), start, rtol=1e-6, atol=1e-6)
+
+
+def test_a_far_too_large_rate_leaves_finite_predictions():
+    _, samples = gaussian_family(3, n=64)
+    est = MetaICNNTransport(max_iter=20, random_state=0, **{**SMALL, "learning_rate": 1e3})
+    try:
+        est.fit(samples)
+    except TrainingDiverged:
+        pass
+    for mapped, (source, _) in zip(est.transform(samples), samples, strict=True):
+        assert np.isfinite(mapped).all()
+        assert np.abs(mapped).max() < 10 * np.abs(source).max()
+    assert np.isfinite(est.score(samples))
 
 
 # -- sklearn citizenship --------------------------------------------------------------------

@@ -124,14 +124,54 @@ def test_an_exploding_loss_is_recovered_by_a_lower_rate(gaussian):
 
 def test_divergence_stops_with_the_last_good_parameters(gaussian):
     pair, data = gaussian
-    est = NeuralW2Transport(potential="mlp", amortization="objective", conjugate=None,
-                            max_iter=3000, hidden_layer_sizes=(32, 32), batch_size=128,
-                            pretrain_iter=0, learning_rate=5.0, random_state=0)
+    params = dict(potential="mlp", amortization="objective", conjugate=None, max_iter=300,
+                  hidden_layer_sizes=(32, 32), batch_size=128, pretrain_iter=0, random_state=0)
+    est = NeuralW2Transport(learning_rate=1e3, **params)
     with pytest.raises(TrainingDiverged, match="last good parameters.*3 recoveries"):
         est.fit(data)
     assert len(est.history_["recoveries"]) == 3
-    out = est.transform(pair.x_test)
-    assert np.isfinite(out).all()
+    # No state after the first update was ever good: the estimator is back at its start.
+    start = NeuralW2Transport(learning_rate=1e-30, **{**params, "max_iter": 1}).fit(data)
+    np.testing.assert_allclose(est.transform(pair.x_test), start.transform(pair.x_test),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("learning_rate", [10.0, 1e3])
+def test_a_far_too_large_rate_ends_in_recovery_or_divergence_with_sane_maps(learning_rate):
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(512, 2)), 1 + 0.5 * rng.normal(size=(512, 2))
+    est = NeuralW2Transport(learning_rate=learning_rate, max_iter=50, batch_size=64,
+                            hidden_layer_sizes=(16, 16), pretrain_iter=50, random_state=0)
+    try:
+        est.fit((xs, xt))
+    except TrainingDiverged:
+        assert len(est.history_["recoveries"]) == 3
+    else:
+        assert 1 <= len(est.history_["recoveries"]) <= 3
+    for points in (est.transform(xs), est.inverse_transform(xt)):
+        # Finite, and no wild state: N(0, 1) inputs stay at the scale of the two measures.
+        assert np.isfinite(points).all() and np.abs(points).max() < 10
+    assert np.isfinite(est.score((xs, xt)))
+
+
+def test_a_failing_conjugate_solve_is_a_recovered_step(gaussian, monkeypatch):
+    import skmetaot.estimators.neural_w2 as module
+    from skmetaot.solvers.conjugate import NonFiniteConjugateError
+
+    pair, data = gaussian
+    original, calls = module.w2_dual_step, []
+
+    def failing_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise NonFiniteConjugateError("the potential is not finite at x_init")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "w2_dual_step", failing_once)
+    est = NeuralW2Transport(max_iter=20, **SMALL).fit(data)
+    assert est.history_["recoveries"] == [3] and est.n_iter_ == 20
+    assert len(est.history_["loss"]) == 19
+    assert np.isfinite(est.transform(pair.x_test)).all()
 
 
 def test_errors():

@@ -20,6 +20,7 @@ from skmetaot._benchmarks.common import machine_info, markdown_table, timed
 from skmetaot.amortize.w2gn import refine_w2gn
 from skmetaot.datasets import load_color_images, make_gaussian_pair_samples, make_gaussian_pairs
 from skmetaot.estimators._collection import as_measure_collection
+from skmetaot.estimators._standardise import pair_standardisations
 
 #: Pixels of each image on which the dual is evaluated (a fixed subsample).
 EVAL_PIXELS = 4096
@@ -66,10 +67,9 @@ def _curve(est: MetaICNNTransport, pair: tuple, checkpoints: tuple[int, ...],
             seconds[step] = time.perf_counter() - clock["start"]
             snapshots[step] = params[0].clone()
 
-    refine_w2gn(est.icnn_, start[None], lambda: collection.sample(
-        ids, est.n_samples, est._generator, est._device_, est._dtype_), max(checkpoints),
-        learning_rate=est.refine_learning_rate, cycle_weight=est.cycle_weight,
-        baseline=baseline, callback=callback)
+    refine_w2gn(est.icnn_, start[None], lambda: est._sample(collection, ids, est._generator),
+                max(checkpoints), learning_rate=est.refine_learning_rate,
+                cycle_weight=est.cycle_weight, baseline=baseline, callback=callback)
     return {step: evaluate(p, baseline) for step, p in snapshots.items()}, seconds
 
 
@@ -99,9 +99,13 @@ def color_transfer(steps: int = 3000, n_test_pairs: int = 12,
         x_eval = _eval_points(pair[0], seed)
         y_eval = _eval_points(pair[1], seed + 1)
 
-        def evaluate(params: torch.Tensor, baseline: Any, x_eval=x_eval,
-                     y_eval=y_eval) -> float:
-            return est._potential(params, baseline and baseline[0]).dual_value(x_eval, y_eval)
+        # The estimator standardises each pair: potentials act in its standardised units.
+        standard = pair_standardisations(as_measure_collection([pair]), np.array([0]))[0]
+
+        def evaluate(params: torch.Tensor, baseline: Any, x_eval=x_eval, y_eval=y_eval,
+                     standard=standard) -> float:
+            return est._potential(params, baseline and baseline[0], standard).dual_value(
+                x_eval, y_eval)
 
         est.predict_potentials([pair])  # warm-up, so the timing below is the steady state
         predict_seconds, _ = timed(lambda pair=pair: est.predict_potentials([pair]))

@@ -11,8 +11,13 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from skmetaot.amortize import TrainingHistory
-from skmetaot.amortize.w2_losses import pretrain_identity
-from skmetaot.amortize.w2gn import AffineBaseline, gaussian_baseline, refine_w2gn, w2gn_loss
+from skmetaot.amortize.w2_losses import DIVERGED_LOSS, pretrain_identity
+from skmetaot.amortize.w2gn import (
+    AffineBaseline,
+    gaussian_baseline,
+    refine_w2gn,
+    w2gn_loss,
+)
 from skmetaot.estimators._base import (
     BaseOTEstimator,
     check_non_negative_int,
@@ -27,6 +32,12 @@ from skmetaot.estimators._collection import (
     concat_collections,
 )
 from skmetaot.estimators._potential import TransportPotential
+from skmetaot.estimators._standardise import (
+    Standardisation,
+    pair_standardisations,
+    standardised_encoder_inputs,
+    standardised_samples,
+)
 from skmetaot.geometry import DENSE_CHUNK_ELEMENTS
 from skmetaot.nn import ICNN
 from skmetaot.nn.encoders import ImageEncoder, SetEncoder
@@ -35,6 +46,10 @@ from skmetaot.sampling import RandomBatches, is_stream
 
 ENCODERS = ("auto", "set", "image")
 BASELINES = ("gaussian", None)
+#: Pairs whose standardised samples make the pool of the identity pre-training, and the
+#: points drawn for it (at least ``n_samples`` per measure).
+PRETRAIN_PAIRS = 64
+PRETRAIN_POINTS = 2 ** 16
 
 
 class MetaICNNTransport(BaseOTEstimator):
@@ -49,6 +64,17 @@ class MetaICNNTransport(BaseOTEstimator):
     The ICNN follows the paper's colour-transfer model: one hidden layer,
     ``psi(x) = w^+ . s(A x + b) + c . x + c0 + 0.5 |L x|^2`` with ``w^+ = softplus(V) / h``
     (653 parameters for d = 3, h = 128).
+
+    Units do not matter: each pair is standardised by its own common similarity
+    ``x -> (x - m) / s``, shared by its two measures (``m`` the mean of their means, ``s`` the
+    root-mean-square radius of the two around it), before anything sees it (the encoders, the
+    Gaussian baseline, the ICNNs, W2GN), and every result is mapped back. This is exact, since
+    a W2 map commutes with a common shift and scale of its two measures, and it makes every
+    prediction equivariant per pair: shifting and scaling a pair shifts and scales its map,
+    whatever the scales of the training pairs (see :ref:`scale-free`). Images (values in
+    [0, 1]) are standardised the same way, pixel values and encoder input alike. Potential,
+    conjugate and dual values come back in the user's units (they scale by ``s ** 2``);
+    :meth:`predict_params` gives the parameters of the standardised problem.
 
     Every method takes pairs as :meth:`fit` does; a single pair ``(source, target)`` is read as
     a collection of one. Integer arrays are converted to float and repeated points are
@@ -116,8 +142,10 @@ class MetaICNNTransport(BaseOTEstimator):
         Dimension of the measures.
     n_iter_ : int
     history_ : dict
-        ``step``, ``loss``, ``dual`` (with the amortized conjugate), ``cycle_loss``,
-        ``pretrain_loss``, ``recoveries`` (skipped non-finite steps), ``seconds``.
+        ``step``, ``loss``, ``dual`` (with the amortized conjugate, mean over the step's pairs
+        in the user's units), ``cycle_loss``, ``pretrain_loss``, ``recoveries`` (skipped
+        failed steps, see :class:`~skmetaot.amortize.TrainingDiverged`), ``seconds``. The
+        losses are those of the standardised pairs (scale-free).
     resumed_from_ : int or None
         Step of the checkpoint :meth:`fit` resumed from (None when it started afresh).
 
@@ -242,22 +270,30 @@ class MetaICNNTransport(BaseOTEstimator):
         self.n_iter_ = 0
 
     def _identity_parameters(self, collection: MeasureCollection) -> torch.Tensor:
-        """ICNN parameters with ``grad psi(x) ~ x`` where the measures live."""
-        pool = torch.cat([m.points for m in collection.measures]).to(self._device_,
-                                                                      self._dtype_)
+        """ICNN parameters with ``grad psi(x) ~ x`` where the standardised measures live."""
+        ids = torch.randperm(collection.n_pairs, generator=self._generator)[:PRETRAIN_PAIRS]
+        per_pair = max(self.n_samples, PRETRAIN_POINTS // (2 * len(ids)))
+        pool = torch.cat(self._sample(collection, ids.numpy(), self._generator, per_pair), 1)
+        pool = pool.reshape(-1, collection.dim)
         # The decaying rate matters: every problem starts only as exactly as this fit.
         self._metrics["pretrain_loss"] += pretrain_identity(
             self.icnn_, pool, self.pretrain_iter, self.n_samples, self._generator,
             learning_rate=1e-2, decay=True, tol=1e-7)
         return self.icnn_.params.detach().clone()
 
+    def _sample(self, collection: MeasureCollection, pair_ids: np.ndarray, generator: Any,
+                n_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised samples (B, n, d) of both sides of the pairs (n: ``n_samples``)."""
+        return standardised_samples(collection, pair_ids, n_samples or self.n_samples,
+                                    generator, self._device_, self._dtype_)
+
     def _encoder_inputs(self, collection: MeasureCollection, pair_ids: np.ndarray, side: int,
                         samples: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        if self.encoder_ == "image":
-            return (collection.images(pair_ids, side, self._device_, self._dtype_),)
-        if samples is not None:
+        """What the encoder reads of one side of the pairs, standardised per pair."""
+        if samples is not None and self.encoder_ == "set":
             return (samples,)
-        return collection.encoding_points(pair_ids, side, self._device_, self._dtype_)
+        return standardised_encoder_inputs(collection, pair_ids, side, self.encoder_ == "image",
+                                           self._device_, self._dtype_)
 
     def fit(self, pairs: Any, y: None = None) -> MetaICNNTransport:
         """Train the hypernetwork on a collection of pairs of measures.
@@ -340,13 +376,14 @@ class MetaICNNTransport(BaseOTEstimator):
 
         def step_loss(step: int) -> torch.Tensor:
             collection, pick = next(batches)
-            x, y = collection.sample(pick, self.n_samples, self._generator, self._device_,
-                                     self._dtype_)
+            x, y = self._sample(collection, pick, self._generator)
             params = self.hypernetwork_(self._encoder_inputs(collection, pick, 0, x),
                                         self._encoder_inputs(collection, pick, 1, y))
             out = w2gn_loss(self.icnn_, params, x, y, self.cycle_weight,
                             self._baselines(collection, pick))
-            self._metrics["dual"].append(out.dual)
+            duals = pair_standardisations(collection, pick).dual(
+                out.problem_duals, x.detach().mean(1), y.detach().mean(1))
+            self._metrics["dual"].append(float(duals.mean()))
             self._metrics["cycle_loss"].append(out.amortization_loss)
             return out.loss
 
@@ -357,6 +394,8 @@ class MetaICNNTransport(BaseOTEstimator):
             n_steps=n_steps, total_steps=total_steps, checkpoint_data=checkpoint_data,
             distribute="hypernetwork_", learning_rate=self.learning_rate,
             grad_clip=self.grad_clip,
+            # Standardised pairs have E|x|^2 + E|y|^2 = 2 d: far beyond it, the loss diverges.
+            max_abs_loss=DIVERGED_LOSS * (2 * self.n_features_in_ + 1),
             warmup=max(1, (total_steps or n_steps) // 20) if total_steps else 0,
             description="MetaICNNTransport")
         return self
@@ -401,13 +440,17 @@ class MetaICNNTransport(BaseOTEstimator):
 
     def _baselines(self, collection: MeasureCollection,
                    pair_ids: np.ndarray) -> AffineBaseline | None:
+        """The Gaussian maps of the standardised pairs (None without a baseline)."""
         if self.baseline is None:
             return None
-        return gaussian_baseline(*collection.moments(pair_ids, 0),
-                                 *collection.moments(pair_ids, 1)).to(self._device_, self._dtype_)
+        standard = pair_standardisations(collection, pair_ids)
+        return gaussian_baseline(*standard.moments(*collection.moments(pair_ids, 0)),
+                                 *standard.moments(*collection.moments(pair_ids, 1))).to(
+            self._device_, self._dtype_)
 
-    def _potential(self, params: torch.Tensor,
-                   baseline: AffineBaseline | None = None) -> TransportPotential:
+    def _potential(self, params: torch.Tensor, baseline: AffineBaseline | None = None,
+                   standard: Standardisation | None = None) -> TransportPotential:
+        """The potential of one pair from its parameters, baseline and standardisation."""
         n = self.icnn_.n_params
         b = baseline
         psi = FunctionalPotential(self.icnn_, params[:n], b and b.matrix, b and b.shift)
@@ -419,17 +462,23 @@ class MetaICNNTransport(BaseOTEstimator):
                 "matrix", "shift", "inverse_matrix", "inverse_shift")})
         return TransportPotential(
             psi, self.n_features_in_, amortizer=GradientMap(psi_bar), conjugate_tol=1e-4,
-            device=self._device_, dtype=self._dtype_, parameters=parameters)
+            device=self._device_, dtype=self._dtype_, parameters=parameters,
+            shift=None if standard is None else standard.shift.cpu().numpy(),
+            scale=1.0 if standard is None else float(standard.scale))
 
     def _predicted_potentials(self, collection: MeasureCollection,
                               batch_size: int | None = None) -> list[TransportPotential]:
         params = self._predict_params(collection, batch_size)
-        baselines = self._baselines(collection, np.arange(collection.n_pairs))
-        return [self._potential(row, baselines and baselines[k])
+        ids = np.arange(collection.n_pairs)
+        baselines = self._baselines(collection, ids)
+        standards = pair_standardisations(collection, ids)
+        return [self._potential(row, baselines and baselines[k], standards[k])
                 for k, row in enumerate(params)]
 
     def predict_params(self, pairs: Any, *, batch_size: int | None = None) -> np.ndarray:
         """The raw predicted parameters, ``psi`` then ``psi_bar``, one row per pair.
+
+        They are the parameters of each pair's standardised problem (see the class notes).
 
         Parameters
         ----------
@@ -515,6 +564,13 @@ class MetaICNNTransport(BaseOTEstimator):
         Returns
         -------
         list of TransportPotential
+
+        Raises
+        ------
+        TrainingDiverged
+            When W2GN keeps failing (see :ref:`training-faults`): a failed step restores the
+            last good parameters of its batch of pairs and divides the rate by 10, three times
+            at most; the exception's ``params`` holds those parameters.
         """
         check_is_fitted(self, "hypernetwork_")
         if init not in ("meta", "identity"):
@@ -532,12 +588,13 @@ class MetaICNNTransport(BaseOTEstimator):
             start = (self._predict_params(collection, ids=chunk) if meta
                      else self.hypernetwork_.base.detach().expand(len(chunk), -1))
             baselines = self._baselines(collection, chunk) if meta else None
+            standards = pair_standardisations(collection, chunk)
             generators = [torch.Generator().manual_seed(seed + int(k)) for k in chunk]
             params = refine_w2gn(
-                self.icnn_, start, lambda chunk=chunk, generators=generators: collection.sample(
-                    chunk, self.n_samples, generators, self._device_, self._dtype_),
+                self.icnn_, start, lambda chunk=chunk, generators=generators: self._sample(
+                    collection, chunk, generators),
                 steps, learning_rate=rate, cycle_weight=self.cycle_weight, baseline=baselines)
-            refined += [self._potential(row, baselines and baselines[k])
+            refined += [self._potential(row, baselines and baselines[k], standards[k])
                         for k, row in enumerate(params)]
         return refined
 
@@ -545,7 +602,8 @@ class MetaICNNTransport(BaseOTEstimator):
         """Mean dual objective of the predicted potentials, with exact conjugates.
 
         ``V(psi) = -E_alpha psi - E_beta psi*`` (higher is better; the optimum gives
-        ``W2^2 = E|x|^2 + E|y|^2 + 2 V``), on up to 4,096 points of each measure.
+        ``W2^2 = E|x|^2 + E|y|^2 + 2 V``), on up to 4,096 points of each measure, each pair's
+        in its own units (a pair's dual scales by the square of its scale).
 
         Parameters
         ----------

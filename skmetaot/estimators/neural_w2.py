@@ -16,6 +16,7 @@ from skmetaot.amortize import TrainingHistory
 from skmetaot.amortize.w2_losses import (
     AMORTIZATIONS,
     CONJUGATE_SOLVERS,
+    DIVERGED_LOSS,
     pretrain_identity,
     w2_dual_step,
 )
@@ -26,6 +27,7 @@ from skmetaot.estimators._base import (
     check_positive_int,
 )
 from skmetaot.estimators._potential import TransportPotential
+from skmetaot.estimators._standardise import Standardisation
 from skmetaot.measures import as_pairs
 from skmetaot.metrics import uvp
 from skmetaot.nn import ICNN, MLPPotential, ResidualAmortizer
@@ -66,6 +68,16 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
     Training first pre-trains ``grad f`` to the identity, then runs ``max_iter`` steps of AdamW
     (betas 0.5, 0.5, as in the reference) on mini-batches drawn from the two samples, with a
     cosine learning-rate decay.
+
+    Units do not matter: ``fit`` standardises both measures by one common similarity
+    ``x -> (x - shift_) / scale_`` (the centre and root-mean-square radius of the two
+    measures together, stored as fitted attributes), trains on the standardised problem, and
+    every method maps back. This is exact for W2, whose optimal map commutes with a common
+    shift and scale, so the fitted map is equivariant: data shifted by ``t`` and scaled by
+    ``c > 0`` give the map ``x -> c T((x - t) / c) + t`` (see :ref:`scale-free`). Do not
+    standardise each coordinate yourself (that changes the problem); nothing needs to be
+    standardised at all. Potential, conjugate and dual values are in the user's units: they
+    scale by ``scale_ ** 2``.
 
     Given a ``target``, the estimator is a scikit-learn transformer on plain 2-D arrays:
     ``fit(X)`` learns the map from the distribution of the rows of ``X`` to the target, and
@@ -140,16 +152,24 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
     Attributes
     ----------
     potential_ : torch.nn.Module
-        The fitted potential ``f``.
+        The fitted potential ``f_std`` of the standardised problem: ``f(x) = scale_^2
+        f_std((x - shift_) / scale_) + <shift_, x> - |shift_|^2 / 2``.
     amortizer_ : torch.nn.Module
-        The conjugate amortization model.
+        The conjugate amortization model (in standardised coordinates).
+    shift_ : ndarray of shape (n_features,)
+        Centre of the standardisation: the mean of the two measures' means.
+    scale_ : float
+        Common scale of the standardisation: the root mean square, per coordinate, of the
+        distance of the two measures' points to ``shift_`` (1 if all points are one point).
     n_features_in_ : int
     n_iter_ : int
         Training steps taken.
     history_ : dict of lists
         ``step``, ``loss``, ``dual``, ``amortization_loss``, ``conjugate_iterations``,
         ``pretrain_loss``, ``val_step``, ``val_uvp`` (when ``validation`` is given to fit),
-        ``recoveries`` (skipped non-finite steps) and ``seconds``.
+        ``recoveries`` (skipped failed steps, see :class:`~skmetaot.amortize.TrainingDiverged`)
+        and ``seconds``. ``dual`` is in the user's units; the losses are those of the
+        standardised problem (scale-free).
     resumed_from_ : int or None
         Step of the checkpoint :meth:`fit` resumed from (None when it started afresh).
 
@@ -309,9 +329,21 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
             raise ValueError(f"the pair has dimension {pairs.dim}, but the estimator was "
                              f"fitted on dimension {self.n_features_in_}")
         if pairs.shared_support:  # histograms on shared supports: the supports are (n, d)
-            x, a, y, b = pairs.x, pairs.a[0], pairs.y, pairs.b[0]
-        else:
-            x, a, y, b = pairs.x[0], pairs.a[0], pairs.y[0], pairs.b[0]
+            return pairs.x, pairs.a[0], pairs.y, pairs.b[0]
+        return pairs.x[0], pairs.a[0], pairs.y[0], pairs.b[0]
+
+    def _standardisation(self) -> Standardisation:
+        """The fitted similarity (the identity for models saved before it existed)."""
+        shift = getattr(self, "shift_", np.zeros(self.n_features_in_))
+        return Standardisation(torch.as_tensor(shift, dtype=torch.float64),
+                               torch.tensor(float(getattr(self, "scale_", 1.0)),
+                                            dtype=torch.float64))
+
+    def _training_data(self, pair: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """A pair in the user's units, standardised, on the estimator's device and dtype."""
+        x, a, y, b = pair
+        standard = self._standardisation()
+        x, y = standard.apply(x, self._dtype_), standard.apply(y, self._dtype_)
         return tuple(t.to(self._device_, self._dtype_) for t in (x, a, y, b))
 
     # -- training -----------------------------------------------------------------------------
@@ -341,9 +373,12 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         self._check_target()
         self._device_, self._dtype_ = self._torch_device(), self._torch_dtype()
         self._generator = self._seed_generator()
-        data = self._single_pair(self._as_fit_pair(X))
-        self.n_features_in_ = int(data[0].shape[1])
-        dim = self.n_features_in_
+        pair = self._single_pair(self._as_fit_pair(X))
+        self.n_features_in_ = dim = int(pair[0].shape[1])
+        standard = Standardisation.from_points(*pair)
+        self.shift_ = standard.shift.cpu().numpy()
+        self.scale_ = float(standard.scale)
+        data = self._training_data(pair)
         hidden = tuple(self.hidden_layer_sizes or default_hidden_sizes(dim))
         if self.potential == "icnn":
             potential = ICNN(dim, hidden, activation=self.activation, quadratic=self.quadratic,
@@ -372,7 +407,8 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         pairs : (Xs, Xt), optional
             New samples of the same two measures (default: the samples seen in ``fit``, which
             the estimator keeps in memory but leaves out of pickles); with a ``target``, an
-            array of new source samples.
+            array of new source samples. They are standardised as in ``fit`` (same
+            ``shift_`` and ``scale_``).
         max_iter : int, optional
             Extra steps (default ``max_iter // 10``).
         validation, validate_every
@@ -389,9 +425,10 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         if pairs is None:
             data = self._data
         elif self.target is None:
-            data = self._single_pair(pairs)
+            data = self._training_data(self._single_pair(pairs))
         else:
-            data = self._single_pair(self._with_target(self._check_points(pairs)))
+            data = self._training_data(self._single_pair(
+                self._with_target(self._check_points(pairs))))
         steps = check_positive_int(max_iter if max_iter is not None
                                    else max(1, self.max_iter // 10), "max_iter")
         return self._train(data, steps, validation, validate_every)
@@ -423,19 +460,25 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         modules = torch.nn.ModuleDict({"potential": self.potential_,
                                        "amortizer": self.amortizer_})
 
+        standard = self._standardisation()
+
         def step_loss(step: int) -> torch.Tensor:
-            out = w2_dual_step(self.potential_, self.amortizer_, self._draw(x, a),
-                               self._draw(y, b), amortization=self.amortization,
-                               conjugate=self.conjugate, conjugate_tol=self.conjugate_tol,
+            batch_x, batch_y = self._draw(x, a), self._draw(y, b)
+            out = w2_dual_step(self.potential_, self.amortizer_, batch_x, batch_y,
+                               amortization=self.amortization, conjugate=self.conjugate,
+                               conjugate_tol=self.conjugate_tol,
                                conjugate_max_iter=self.conjugate_max_iter,
                                cycle_weight=self.cycle_weight)
-            self._metrics["dual"].append(out.dual)
+            self._metrics["dual"].append(float(standard.dual(
+                out.problem_duals, batch_x.detach().mean(0), batch_y.detach().mean(0))))
             self._metrics["amortization_loss"].append(out.amortization_loss)
             self._metrics["conjugate_iterations"].append(out.conjugate_iterations)
-            return out.loss
+            # Progress is the dual (the amortization loss's level moves with f).
+            return out.loss, -out.dual
 
         learning_rate = self.learning_rate or DEFAULT_LEARNING_RATES[self.potential]
-        # The dual is of the order of the second moments; far beyond them it is diverging.
+        # The dual is of the order of the (standardised) second moments; far beyond them it is
+        # diverging.
         scale = float((x * x).sum(-1).mean() + (y * y).sum(-1).mean()) + 1.0
         optimizer = self._live_optimizer(
             "optimizer_", modules.parameters(),
@@ -447,7 +490,7 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
             modules, step_loss, optimizer, n_steps=n_steps, checkpoint_data=checkpoint_data,
             learning_rate=learning_rate, grad_clip=self.grad_clip, validate=validate,
             validate_every=every if validate else 0, description="NeuralW2Transport",
-            max_abs_loss=1e3 * scale)
+            max_abs_loss=DIVERGED_LOSS * scale)
         return self
 
     def _validator(self, validation: Any) -> Callable[[], float] | None:
@@ -474,6 +517,9 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
     def predict_potentials(self) -> TransportPotential:
         """The fitted potential as an object: ``f(x)``, ``.transform``, ``.inverse_transform``.
 
+        Its methods take and return the user's units (values scale by ``scale_ ** 2``); its
+        ``parameters`` are those of the network of the standardised problem.
+
         Returns
         -------
         TransportPotential
@@ -491,7 +537,8 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
             self.potential_, self.n_features_in_, amortizer=self.amortizer_,
             conjugate_method=self.conjugate or "lbfgs", conjugate_tol=self.conjugate_tol / 10,
             conjugate_max_iter=max(self.conjugate_max_iter, 100), device=self._device_,
-            dtype=self._dtype_)
+            dtype=self._dtype_, shift=getattr(self, "shift_", None),
+            scale=getattr(self, "scale_", 1.0))
 
     def transform(self, X: Any) -> Any:
         """Push points through the map ``T(x) = grad f(x)``.
@@ -523,8 +570,9 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
     def score(self, X: Any, y: None = None) -> float:
         """The dual objective ``V(f) = -E f(x) - E f*(y)`` on held-out samples (higher is better).
 
-        With exact conjugates, ``E|x|^2 + E|y|^2 + 2 V`` is a lower bound of ``W2^2`` that is
-        tight at the optimum.
+        In the user's units (it scales by the square of the data's scale). With exact
+        conjugates, ``E|x|^2 + E|y|^2 + 2 V`` is a lower bound of ``W2^2`` that is tight at the
+        optimum.
 
         Parameters
         ----------
