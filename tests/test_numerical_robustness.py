@@ -534,3 +534,118 @@ def test_large_problem_paths_fuzz_never_produce_nan_and_say_non_convergence(
     assert len(said) == (failed > 0)
     if failed:
         assert f"{failed} of {len(a)} problem" in str(said[0].message)
+
+
+# -- 6. W2 numbers a user can trust (issue 22): units and failed training steps --------------
+@settings(max_examples=60, deadline=None)
+@given(st.integers(-6, 6), st.floats(-3, 3), st.floats(-3, 3), st.integers(1, 40),
+       st.integers(0, 2**16))
+def test_standardisation_is_exact_at_every_scale(exponent: int, shift_x: float, shift_y: float,
+                                                 n: int, seed: int) -> None:
+    # One similarity for both measures: equivariant, invertible, and the identity potential
+    # |u|^2 / 2 comes back as |x|^2 / 2 with its dual, whatever the shift and the scale.
+    from skmetaot.estimators._standardise import Standardisation
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(n + 3, 2)) + rng.normal(size=2)
+    a, b = rng.random(n) + 0.1, rng.random(n + 3) + 0.1
+    c, t = 10.0 ** exponent, 10.0 ** exponent * np.array([shift_x, shift_y])
+    unit = Standardisation.from_points(*map(torch.from_numpy, (x, a, y, b)))
+    moved = Standardisation.from_points(*map(torch.from_numpy, (c * x + t, a, c * y + t, b)))
+    np.testing.assert_allclose(moved.scale, c * unit.scale, rtol=1e-12)
+    np.testing.assert_allclose(moved.shift, c * unit.shift.numpy() + t, rtol=1e-12,
+                               atol=1e-12 * c)
+    u = moved.apply(torch.from_numpy(c * x + t))
+    np.testing.assert_allclose(u, unit.apply(torch.from_numpy(x)), atol=1e-9)
+    np.testing.assert_allclose(moved.undo(u), c * x + t, rtol=1e-12, atol=1e-12 * c)
+    v = moved.apply(torch.from_numpy(c * y + t))
+    values = moved.values(0.5 * (u ** 2).sum(-1), torch.from_numpy(c * x + t))
+    np.testing.assert_allclose(values, 0.5 * ((c * x + t) ** 2).sum(-1), rtol=1e-9)
+    dual = moved.dual(-0.5 * ((u ** 2).sum(-1).mean() + (v ** 2).sum(-1).mean()),
+                      u.mean(0), v.mean(0))
+    direct = -0.5 * (((c * x + t) ** 2).sum(-1).mean() + ((c * y + t) ** 2).sum(-1).mean())
+    np.testing.assert_allclose(dual, direct, rtol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(-6, 6), st.floats(-3, 3), st.sampled_from(["transform", "inverse"]))
+def test_transport_potential_answers_in_the_users_units(exponent: int, shift: float,
+                                                        side: str) -> None:
+    from skmetaot import TransportPotential
+
+    c = 10.0 ** exponent
+    potential = TransportPotential(lambda u: 0.5 * (u ** 2).sum(-1), 2, dtype=torch.float64,
+                                   shift=[c * shift, -c * shift], scale=c, conjugate_tol=1e-8)
+    x = c * np.random.default_rng(exponent + 7).normal(size=(16, 2)) + c * shift
+    mapped = potential.transform(x) if side == "transform" else potential.inverse_transform(x)
+    np.testing.assert_allclose(mapped, x, rtol=1e-7, atol=1e-7 * c)
+    np.testing.assert_allclose(potential(x), 0.5 * (x ** 2).sum(-1), rtol=1e-9)
+    np.testing.assert_allclose(potential.conjugate(x), 0.5 * (x ** 2).sum(-1), rtol=1e-9)
+
+
+FAILURES = ("nan-loss", "inf-loss", "huge-loss", "raises", "nan-parameters", "wild-parameters")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(FAILURES), st.integers(0, 30), st.integers(1, 5))
+def test_training_recovers_from_any_failed_step(failure: str, first: int, count: int) -> None:
+    # Minimise (w - 3)^2 from w = 0 while `count` consecutive steps fail from step `first`.
+    # Whatever fails, the kept parameters are finite and never worse than the start (|w - 3|
+    # <= 3), each failure costs one recovery, and training stops (TrainingDiverged) only
+    # after three.
+    from skmetaot.amortize import TrainingDiverged, TrainingHistory, train
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    history = TrainingHistory()
+    failing = set(range(first, first + count))
+
+    class Faulty(torch.optim.Adam):
+        """An optimiser whose update writes NaN or a wild value on the failing steps."""
+
+        def step(self, closure=None):
+            out = super().step(closure)
+            if failure.endswith("parameters") and history.n_steps in failing:
+                with torch.no_grad():
+                    model.weight.fill_(float("nan") if failure == "nan-parameters" else 1e4)
+            return out
+
+    def step_loss(step: int) -> torch.Tensor:
+        loss = ((model.weight - 3.0) ** 2).sum()
+        if step in failing and failure == "raises":
+            raise FloatingPointError("a numerical failure inside the step")
+        if step in failing and failure.endswith("loss"):
+            return loss + {"nan-loss": float("nan"), "inf-loss": float("inf"),
+                           "huge-loss": 1e9}[failure]
+        return loss
+
+    try:
+        train(model, step_loss, Faulty(model.parameters()), n_steps=40, learning_rate=0.1,
+              history=history, max_abs_loss=1e6)
+        diverged = False
+    except TrainingDiverged:
+        diverged = True
+    weight = float(model.weight.detach())
+    assert math.isfinite(weight) and abs(weight - 3.0) <= 3.0 + 1e-6
+    assert len(history.recoveries) <= 3
+    assert diverged == (len(_expected_recoveries(failure, failing, 40)) > 3)
+    if not diverged:
+        assert history.recoveries == _expected_recoveries(failure, failing, 40)
+
+
+def _expected_recoveries(failure: str, failing: set[int], n_steps: int) -> list[int]:
+    """The steps a run recovers: each failing one, except for wild (finite) parameters.
+
+    Those are caught by the next step's loss, which is then skipped without an update (so
+    it injects nothing); one written by the very last update goes unseen.
+    """
+    if failure != "wild-parameters":
+        return sorted(s for s in failing if s < n_steps)
+    recovered, pending = [], False
+    for step in range(n_steps):
+        if pending:
+            recovered.append(step)
+            pending = False
+        elif step in failing:
+            pending = True
+    return recovered
