@@ -49,16 +49,17 @@ examples:
 def _demo(args: argparse.Namespace) -> None:
     from skmetaot._benchmarks import meta_sinkhorn
     from skmetaot._benchmarks.common import markdown_table
-    from skmetaot.datasets import make_mnist_pairs
+    from skmetaot.datasets import make_mnist_pairs, mnist_pair_sampler
     from skmetaot.solvers import sinkhorn_convergence
 
     device = args.device
     print("skmetaot demo: train Meta OT on MNIST pairs (images 0-7999 of the bundled test set), "
           "then solve unseen pairs (images 8000-9999) from zeros, Gaussian and Meta OT "
           f"initialisations (eps=1e-2, L1 marginal error, device={device})", flush=True)
-    train_pairs = make_mnist_pairs(4096, split="train", random_state=0, dtype="float32")
     test_pairs = make_mnist_pairs(32, split="test", random_state=1, dtype="float32")
     est = meta_sinkhorn.demo_estimator(device=device, quick=args.quick)
+    # Fresh pairs of the training images at every step, as the Meta OT reference trains.
+    train_pairs = mnist_pair_sampler(est.batch_size, split="train", random_state=0)
     if args.steps is not None:
         est.set_params(max_iter=args.steps)
     out = meta_sinkhorn.run_problem("MNIST", est, train_pairs, test_pairs,

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -26,6 +27,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "skmetaot"))
 def _seed_torch():
     """Every test starts from the same torch RNG state."""
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_metadata_routing():
+    """scikit-learn's default routing for every test: importing skada (anywhere in the run, e.g.
+    a lazy import in a benchmark) turns it on for the whole process. Tests that want it on
+    enter their own ``config_context`` inside this one."""
+    with sklearn.config_context(enable_metadata_routing=False):
+        yield
 
 
 @pytest.fixture

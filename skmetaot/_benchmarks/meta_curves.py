@@ -204,6 +204,7 @@ def plot_curves(curves: list[dict[str, Any]], path: str | os.PathLike) -> None:
         by_steps.legend(fontsize=8)
         by_seconds.legend(fontsize=8)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -267,7 +268,8 @@ FINAL_COLUMNS = ["problem", "tol", "init", "iters", "speed-up (iters)", "s/pair 
 
 
 def final_table(est: MetaSinkhornTransport, pairs, name: str, tolerances=(1e-2, 1e-3), *,
-                max_iter: int = 100000) -> list[dict[str, Any]]:
+                max_iter: int = 100000, inits=("zeros", "gaussian", "meta")
+                ) -> list[dict[str, Any]]:
     """Iterations and time to each tolerance from zeros, Gaussian and the prediction, batched.
 
     All held-out pairs are solved together, each stopping on its own error (so its iteration
@@ -279,7 +281,7 @@ def final_table(est: MetaSinkhornTransport, pairs, name: str, tolerances=(1e-2, 
 
     pairs = est._validate_pairs(pairs, fitting=False)
     stats = {}
-    for init in ("zeros", "gaussian", "meta"):
+    for init in inits:
         def start(init=init):
             return est._predict_f(pairs) if init == "meta" else init
         seconds, iters, f = 0.0, None, None
@@ -297,7 +299,7 @@ def final_table(est: MetaSinkhornTransport, pairs, name: str, tolerances=(1e-2, 
     rows = []
     for tol in sorted(tolerances, reverse=True):
         zeros = stats[("zeros", tol)]
-        for init in ("zeros", "gaussian", "meta"):
+        for init in inits:
             it, sec, conv = stats[(init, tol)]
             rows.append({"problem": name, "tol": tol, "init": init, "iters": it,
                          "speed-up (iters)": zeros[0] / it, "s/pair batched": sec,

@@ -188,8 +188,8 @@ def demo_estimator(device: str = "cpu", quick: bool = False) -> MetaSinkhornTran
     """The main job's model: a short CPU schedule (about a minute on 2 cores)."""
     return MetaSinkhornTransport(hidden_layer_sizes=(256, 256) if quick else (512, 512),
                                  max_iter=300 if quick else 1000, batch_size=64,
-                                 baseline="gaussian", unroll_steps=3, device=device,
-                                 random_state=0, verbose=1)
+                                 inputs="pooled", baseline="sinkhorn", unroll_steps=3,
+                                 device=device, random_state=0, verbose=1)
 
 
 def run_problem(name: str, est: MetaSinkhornTransport, train_pairs, test_pairs, *,
