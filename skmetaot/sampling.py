@@ -236,7 +236,7 @@ class WeightSampler(_Sampler):
     draw_weights : callable
         ``draw_weights(rng, n_pairs) -> (a, b)`` with ``rng`` a ``numpy.random.RandomState``;
         returns arrays of shapes (n_pairs, n) and (n_pairs, m), each row summing to one. It
-        must be picklable (a module-level function or a :func:`functools.partial` of one) for
+        must be picklable (a module-level function or a ``functools.partial`` of one) for
         checkpoints and data-loading workers.
     batch_size : int, default=128
         Pairs per batch.

@@ -257,7 +257,7 @@ def train(
     learning_rate : float
         Peak learning rate of the schedule.
     schedule : {"cosine", "constant"}, default="cosine"
-        Linear warm-up then cosine decay to 10% (:func:`cosine_learning_rate`), or a constant
+        Linear warm-up then cosine decay to 10% (``cosine_learning_rate``), or a constant
         rate.
     grad_clip : float or None, default=1.0
         Maximum gradient norm.
