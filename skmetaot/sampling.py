@@ -114,6 +114,14 @@ class _Sampler(IterableDataset):
     def _draw(self, generator: torch.Generator) -> Any:
         raise NotImplementedError
 
+    def _set_stream(self, batch_size: int, n_batches: int | None, random_state: Any) -> None:
+        """Store and check what every sampler takes: batch size, length, seed."""
+        self.batch_size = int(batch_size)
+        self.n_batches = n_batches
+        self.random_state = random_state
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
 
 class RandomBatches(_Sampler):
     """Random mini-batches (with replacement) of a collection of pairs.
@@ -145,14 +153,10 @@ class RandomBatches(_Sampler):
     def __init__(self, pairs: Any, batch_size: int, n_batches: int | None = None,
                  random_state: Any = None) -> None:
         self.pairs = pairs
-        self.batch_size = int(batch_size)
-        self.n_batches = n_batches
-        self.random_state = random_state
         self.n_pairs = len(pairs)
         if self.n_pairs == 0:
             raise ValueError("no pairs were given (empty collection)")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self._set_stream(batch_size, n_batches, random_state)
 
     def _draw(self, generator: torch.Generator) -> Any:
         index = torch.randint(self.n_pairs, (self.batch_size,), generator=generator)
@@ -196,11 +200,7 @@ class PairSampler(_Sampler):
         if len(measures) < 2:
             raise ValueError(f"a pair sampler needs at least 2 measures, got {len(measures)}")
         self.measures = measures
-        self.batch_size = int(batch_size)
-        self.n_batches = n_batches
-        self.random_state = random_state
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self._set_stream(batch_size, n_batches, random_state)
 
     def _draw(self, generator: torch.Generator) -> Any:
         n = len(self.measures)
@@ -269,11 +269,7 @@ class WeightSampler(_Sampler):
         self.x = torch.as_tensor(np.asarray(x), dtype=self.dtype)
         self.y = torch.as_tensor(np.asarray(y), dtype=self.dtype)
         self.draw_weights = draw_weights
-        self.batch_size = int(batch_size)
-        self.n_batches = n_batches
-        self.random_state = random_state
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self._set_stream(batch_size, n_batches, random_state)
 
     def _draw(self, generator: torch.Generator) -> HistogramPairs:
         # The weights come from numpy (the instance distributions are written for it); one
