@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from skmetaot._benchmarks.meta_sinkhorn import mnist_estimator, sphere_estimator
 from skmetaot.amortize import unrolled_marginal_error
 from skmetaot.datasets import (
     make_mnist_pairs,
@@ -45,28 +46,23 @@ def problem(name: str, *, quick: bool = False, seed: int = 0, **overrides: Any):
     (what the candidate comparisons vary).
     """
     if name == "mnist":
-        params = dict(hidden_layer_sizes=(512, 512, 512), batch_size=128, unroll_steps=3,
-                      inputs="pooled", baseline="sinkhorn")
-        params.update(overrides)
-        est = MetaSinkhornTransport(learning_rate_schedule="constant", device="cpu",
-                                    random_state=seed, **params)
+        est = mnist_estimator(False, seed, verbose=0)
+    elif name == "sphere":
+        est = sphere_estimator(False, seed, verbose=0)
+    else:
+        raise ValueError(f"unknown problem {name!r}")
+    est.set_params(learning_rate_schedule="constant", **overrides)
+    if name == "mnist":
         stream = mnist_pair_sampler(est.batch_size, split="train", random_state=seed)
         test = make_mnist_pairs(32 if quick else 128, split="test", random_state=seed + 1,
                                 dtype="float32")
         return est, stream, test
-    if name == "sphere":
-        size = {"n_demand": 1000} if quick else {}
-        params = dict(epsilon=1e-3, cost="spherical", hidden_layer_sizes=(512, 512),
-                      batch_size=64, unroll_steps=0, inputs="pooled", baseline="sinkhorn")
-        params.update(overrides)
-        est = MetaSinkhornTransport(learning_rate_schedule="constant", device="cpu",
-                                    random_state=seed, **params)
-        stream = sphere_supply_demand_sampler(est.batch_size, random_state=seed,
-                                              dtype="float32", **size)
-        test = make_sphere_supply_demand(4 if quick else 16, random_state=seed + 10_000,
-                                         dtype="float32", **size)
-        return est, stream, test
-    raise ValueError(f"unknown problem {name!r}")
+    size = {"n_demand": 1000} if quick else {}
+    stream = sphere_supply_demand_sampler(est.batch_size, random_state=seed, dtype="float32",
+                                          **size)
+    test = make_sphere_supply_demand(4 if quick else 16, random_state=seed + 10_000,
+                                     dtype="float32", **size)
+    return est, stream, test
 
 
 def evaluate(est: MetaSinkhornTransport, pairs, tolerances=(1e-2,), *, init: str = "meta",
