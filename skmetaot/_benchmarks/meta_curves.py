@@ -273,25 +273,15 @@ def final_table(est: MetaSinkhornTransport, pairs, name: str, tolerances=(1e-2, 
     potentials that met the looser one, so iterations and seconds accumulate along one run.
     Seconds include the initialisation (the forward pass for ``meta``) and are per pair.
     """
-    from skmetaot._benchmarks.common import timed
+    from skmetaot._benchmarks.meta_sinkhorn import _solve_to
 
     pairs = est._validate_pairs(pairs, fitting=False)
     stats = {}
     for init in inits:
-        def start(init=init):
-            return est._predict_f(pairs) if init == "meta" else init
-        seconds, iters, f = 0.0, None, None
-        for tol in sorted(tolerances, reverse=True):
-            elapsed, state = timed(lambda tol=tol, f=f, init=init: solve_pairs(
-                pairs, epsilon=est.epsilon, cost=est.cost, init=start(init) if f is None else f,
-                tol=tol, max_iter=max_iter, warn=False))
-            n_iter = state.n_iter.cpu().numpy()
-            # A continuation's first iteration repeats the g-update that ended the last leg.
-            iters = n_iter if iters is None else iters + n_iter - 1
-            seconds += elapsed
-            f = state.f
-            stats[(init, tol)] = (float(np.median(iters)), seconds / pairs.n_pairs,
-                                  int(state.converged.sum()))
+        legs = _solve_to(est, pairs, tolerances, init, chain=True)
+        for tol, (seconds, state) in zip(sorted(tolerances, reverse=True), legs, strict=True):
+            stats[(init, tol)] = (float(np.median(state.n_iter.cpu().numpy())),
+                                  seconds / pairs.n_pairs, int(state.converged.sum()))
     rows = []
     for tol in sorted(tolerances, reverse=True):
         zeros = stats[("zeros", tol)]
