@@ -68,7 +68,12 @@ INPUT_ERRORS = {
         lambda: sinkhorn(A, B, x=X, y=Y, cost="manhattan"), ValueError, r"cost='manhattan'"),
     "unknown-cost-on-pairs": (
         lambda: sinkhorn([(X, Y)], cost="cosine"), ValueError, r"cost='cosine'"),
-    "a-b-rank-mismatch": (lambda: sinkhorn(A[None], B, C), ValueError, r"a has shape.*b has"),
+    "a-b-count-mismatch": (
+        lambda: sinkhorn(np.stack([A] * 2), np.stack([B] * 3), C), ValueError,
+        r"a has shape \(2, 5\) but b has \(3, 6\).*1-D a or b"),
+    "b-broadcast-vs-cost-batch": (
+        lambda: sinkhorn(np.stack([A] * 2), B, np.stack([C] * 3)), ValueError,
+        r"C has shape \(3, 5, 6\)"),
     "a-nan-pair1": (
         lambda: sinkhorn(np.stack([A, np.r_[np.nan, A[1:]]]), np.stack([B, B]), C),
         ValueError, r"pair 1.*source weights.*NaN"),
@@ -203,6 +208,33 @@ def test_batched_shared_support_equal_one_at_a_time(rng):
     assert res.f.shape == (5, 8) and res.plan().shape == (5, 8, 10)
     singles = [sinkhorn(a[k], b[k], x=x, y=y, **kwargs) for k in range(5)]
     _assert_same_as_single(res, singles, _normalised(a), _normalised(b))
+
+
+@pytest.mark.parametrize("form", ["one-b", "one-a", "one-row-b", "one-a-b-many-costs",
+                                  "one-a-b-many-supports"])
+def test_one_measure_broadcasts_over_a_batch(form, rng):
+    # POT users pass one b with many a (and numpy broadcasts a length-1 batch axis): the
+    # result is that of the same measure repeated for every problem.
+    x, y, a, b = _clouds(rng, batch=4)
+    cost = np.stack([cdist(x[k], y[k], "sqeuclidean") for k in range(4)])
+    kwargs = dict(epsilon=0.05, tol=1e-10, max_iter=20_000)
+    given, repeated = {
+        "one-b": ((a, b[0], cost[0]), (a, np.stack([b[0]] * 4), cost[0])),
+        "one-a": ((a[0], b, cost[0]), (np.stack([a[0]] * 4), b, cost[0])),
+        "one-row-b": ((a, b[:1], cost[0]), (a, np.stack([b[0]] * 4), cost[0])),
+        "one-a-b-many-costs": ((a[0], b[0], cost), (np.stack([a[0]] * 4),
+                                                     np.stack([b[0]] * 4), cost)),
+        "one-a-b-many-supports": ((a[0], b[0], None), (np.stack([a[0]] * 4),
+                                                        np.stack([b[0]] * 4), None)),
+    }[form]
+    supports = dict(x=x, y=y) if form == "one-a-b-many-supports" else {}
+    res = sinkhorn(*given, **supports, **kwargs)
+    expected = sinkhorn(*repeated, **supports, **kwargs)
+    assert res.f.shape == expected.f.shape == (4, 7) and res.g.shape == (4, 9)
+    np.testing.assert_array_equal(res.n_iter, expected.n_iter)
+    np.testing.assert_allclose(res.f, expected.f, atol=1e-12)
+    np.testing.assert_allclose(res.plan(), expected.plan(), atol=1e-12)
+    np.testing.assert_allclose(res.g, expected.g, atol=1e-12)
 
 
 def test_batched_grid_images_equal_one_at_a_time(image_pairs):

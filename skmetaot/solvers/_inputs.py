@@ -34,17 +34,38 @@ def _shape(tensor: torch.Tensor | None) -> tuple[int, ...] | None:
     return None if tensor is None else tuple(tensor.shape)
 
 
+def _batch(tensor: torch.Tensor | None, shared_ndim: int) -> int | None:
+    """Problems held by one argument: None when it is shared (no batch axis), else its rows."""
+    if tensor is None or tensor.ndim != shared_ndim + 1:
+        return None  # shared, or of a shape that the support checks refuse by name
+    return int(tensor.shape[0])
+
+
+def _agree(first: int | None, second: int | None) -> bool:
+    """Whether two batch sizes broadcast (numpy's rule: equal, or either one or absent)."""
+    return first is None or second is None or 1 in (first, second) or first == second
+
+
 def _pairs_from_arrays(a, b, C, x, y) -> tuple[MeasurePairs, bool, torch.Tensor | None]:
+    """The measure pairs of ``sinkhorn(a, b, C, x=, y=)``, the single-problem flag and ``C``.
+
+    Batch axes broadcast as in numpy: one ``b`` (m,) (or (1, m)) pairs with every row of an
+    ``a`` of shape (N, n) and vice versa, and one problem's weights, cost or supports are shared
+    by the N problems of the other arguments.
+    """
     kind = kind_of(a, b, C, x, y)
     a_t = as_float_tensor(a, "a", finite=False)
-    if a_t.ndim not in (1, 2):
-        raise ValueError(f"a must have shape (n,) or (N, n), got {tuple(a_t.shape)}")
-    single = a_t.ndim == 1
     b_t = as_float_tensor(b, "b", finite=False)
-    if b_t.ndim != a_t.ndim or (not single and b_t.shape[0] != a_t.shape[0]):
-        raise ValueError(f"a has shape {tuple(a_t.shape)} but b has {tuple(b_t.shape)}")
-    if single:
-        a_t, b_t = a_t[None], b_t[None]
+    for name, weights, size in (("a", a_t, "n"), ("b", b_t, "m")):
+        if weights.ndim not in (1, 2):
+            raise ValueError(f"{name} must have shape ({size},) or (N, {size}), got "
+                             f"{tuple(weights.shape)}")
+    n_a, n_b = _batch(a_t, 1), _batch(b_t, 1)
+    if not _agree(n_a, n_b):
+        raise ValueError(f"a has shape {tuple(a_t.shape)} but b has {tuple(b_t.shape)}: give "
+                         "as many rows of each, or one measure (a 1-D a or b) to pair with "
+                         "every row of the other")
+    n_weights = max((n for n in (n_a, n_b) if n is not None), default=None)
     cost_matrix = None
     if C is not None:
         cost_matrix = as_float_tensor(C, "C (cost matrix)", finite=False)
@@ -53,12 +74,11 @@ def _pairs_from_arrays(a, b, C, x, y) -> tuple[MeasurePairs, bool, torch.Tensor 
         if cost_matrix.numel() and not all(
                 bool(torch.isfinite(v)) for v in torch.aminmax(cost_matrix)):
             raise ValueError("C (cost matrix) contains NaN or infinite values")
-        expected = (a_t.shape[1], b_t.shape[1])
-        if cost_matrix.shape[-2:] != expected or cost_matrix.ndim not in (2, 3) or (
-            cost_matrix.ndim == 3 and cost_matrix.shape[0] != a_t.shape[0]
-        ):
+        expected = (a_t.shape[-1], b_t.shape[-1])
+        if cost_matrix.shape[-2:] != expected or cost_matrix.ndim not in (2, 3) or not _agree(
+                _batch(cost_matrix, 2), n_weights):
             raise ValueError(f"C has shape {tuple(cost_matrix.shape)}; expected {expected} or "
-                             f"({a_t.shape[0]}, {expected[0]}, {expected[1]})")
+                             f"({n_weights or 'N'}, {expected[0]}, {expected[1]})")
     elif x is None or y is None:
         raise ValueError("give either a cost matrix C or the supports x and y")
     x_t = None if x is None else as_float_tensor(x, "x")
@@ -68,10 +88,25 @@ def _pairs_from_arrays(a, b, C, x, y) -> tuple[MeasurePairs, bool, torch.Tensor 
         raise ValueError(f"x has shape {_shape(x_t)} but y has {_shape(y_t)}: give shared "
                          "supports (n, d) and (m, d), or per-problem supports (N, n, d) and "
                          "(N, m, d)")
-    if x_t is not None and x_t.ndim == 3 and x_t.shape[0] != a_t.shape[0]:
-        raise ValueError(f"x holds supports for {x_t.shape[0]} problems but a holds weights "
-                         f"for {a_t.shape[0]} (shape {tuple(a_t.shape)})")
-    if x_t is not None and x_t.ndim == 3:
+    n_x = _batch(x_t, 2)
+    if n_x is not None and y_t.shape[0] != n_x:
+        raise ValueError(f"x holds supports for {n_x} problems but y for {y_t.shape[0]}")
+    if not _agree(n_x, n_weights):
+        raise ValueError(f"x holds supports for {n_x} problems but a holds weights for "
+                         f"{n_weights} (a has shape {tuple(a_t.shape)}, b {tuple(b_t.shape)})")
+    n_cost = _batch(cost_matrix, 2)
+    if not _agree(n_x, n_cost):
+        raise ValueError(f"x holds supports for {n_x} problems but C holds costs for {n_cost} "
+                         f"(C has shape {tuple(cost_matrix.shape)})")
+    batches = [n for n in (n_weights, n_cost, n_x) if n is not None]
+    single = not batches
+    count = max(batches, default=1)
+    # Views, not copies: a shared measure is stored once whatever the number of problems.
+    a_t, b_t = ((w[None] if w.ndim == 1 else w).expand(count, -1) for w in (a_t, b_t))
+    if n_cost is not None and n_cost != count:
+        cost_matrix = cost_matrix.expand(count, -1, -1)
+    if n_x is not None:
+        x_t, y_t = (t.expand(count, -1, -1) for t in (x_t, y_t))
         pairs = MeasurePairs(list(x_t), list(y_t), list(a_t), list(b_t))
     else:
         pairs = HistogramPairs(a_t, b_t, x_t, y_t)
