@@ -29,7 +29,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from skmetaot import distributed
 from skmetaot.measures import HistogramPairs
 
-__all__ = ["PairSampler", "RandomBatches", "WeightSampler", "seed_from_random_state"]
+__all__ = ["CloudSampler", "PairSampler", "RandomBatches", "WeightSampler",
+           "seed_from_random_state"]
 
 
 def seed_from_random_state(random_state: Any) -> int:
@@ -278,6 +279,52 @@ class WeightSampler(_Sampler):
         a, b = self.draw_weights(np.random.RandomState(seed), self.batch_size)
         return HistogramPairs(torch.as_tensor(np.asarray(a), dtype=self.dtype),
                               torch.as_tensor(np.asarray(b), dtype=self.dtype), self.x, self.y)
+
+
+class CloudSampler(_Sampler):
+    """Fresh pairs of point clouds, supports and sizes included, drawn anew for every batch.
+
+    For problem families whose instances move (new points, new sizes every day): the analogue
+    of :class:`WeightSampler` for :class:`~skmetaot.MetaSinkhornCloudTransport`, so training
+    never cycles a fixed set of pairs.
+
+    Parameters
+    ----------
+    draw_pairs : callable
+        ``draw_pairs(rng, n_pairs) -> MeasurePairs`` with ``rng`` a
+        ``numpy.random.Generator``. It must be picklable (a module-level function or a
+        ``functools.partial`` of one) for checkpoints and data-loading workers.
+    batch_size : int, default=32
+        Pairs per batch.
+    n_batches : int, optional
+        Length of one pass (default: endless).
+    random_state : int, RandomState or None
+        Seed (offset by the process rank under :mod:`torch.distributed`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmetaot import MeasurePairs
+    >>> def draw(rng, n_pairs):
+    ...     sizes = rng.integers(3, 6, size=(n_pairs, 2))
+    ...     return MeasurePairs([rng.random((n, 2)) for n, _ in sizes],
+    ...                         [rng.random((m, 2)) for _, m in sizes])
+    >>> sampler = CloudSampler(draw, batch_size=4, n_batches=2, random_state=0)
+    >>> [len(batch) for batch in sampler]
+    [4, 4]
+    """
+
+    def __init__(self, draw_pairs: Any, batch_size: int = 32, n_batches: int | None = None,
+                 random_state: Any = None) -> None:
+        if not callable(draw_pairs):
+            raise TypeError(f"draw_pairs must be callable, got {type(draw_pairs).__name__}")
+        self.draw_pairs = draw_pairs
+        self._set_stream(batch_size, n_batches, random_state)
+
+    def _draw(self, generator: torch.Generator) -> Any:
+        # One numpy seed per batch, drawn from the torch generator that a checkpoint saves.
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        return self.draw_pairs(np.random.default_rng(seed), self.batch_size)
 
 
 def is_stream(data: Any) -> bool:

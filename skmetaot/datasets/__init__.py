@@ -1,5 +1,13 @@
 """Data sets: bundled real data and synthetic generators of measure pairs."""
 
+from skmetaot.datasets._clouds import (
+    gaussian_mixture_cloud_sampler,
+    make_gaussian_mixture_clouds,
+    make_mnist_clouds,
+    make_sphere_clouds,
+    mnist_cloud_sampler,
+    sphere_cloud_sampler,
+)
 from skmetaot.datasets._color_images import color_variations, image_to_measure, load_color_images
 from skmetaot.datasets._digits import DigitDomains, load_digits_domains, upscale_digits
 from skmetaot.datasets._earth import (
@@ -25,6 +33,7 @@ __all__ = [
     "DigitDomains",
     "GaussianPair",
     "KnownMapPair",
+    "gaussian_mixture_cloud_sampler",
     "W2BenchmarkPair",
     "image_to_measure",
     "lat_lon_to_xyz",
@@ -32,15 +41,20 @@ __all__ = [
     "load_digits_domains",
     "load_mnist",
     "load_w2_benchmark",
+    "make_gaussian_mixture_clouds",
     "make_gaussian_mixture_pairs",
     "make_gaussian_pair",
     "make_gaussian_pair_samples",
     "make_gaussian_pairs",
+    "make_mnist_clouds",
     "make_mnist_pairs",
+    "mnist_cloud_sampler",
     "mnist_pair_sampler",
+    "make_sphere_clouds",
     "make_sphere_supply_demand",
     "sample_checkerboard",
     "sample_eight_gaussians",
+    "sphere_cloud_sampler",
     "sphere_supply_demand_locations",
     "sphere_supply_demand_sampler",
     "sphere_weights",

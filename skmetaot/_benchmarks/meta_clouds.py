@@ -1,0 +1,241 @@
+"""Meta OT on pairs whose supports move and change size (issue 20): training and evaluation.
+
+Three families (:mod:`skmetaot.datasets` ``*_clouds``): MNIST digits as point clouds, the
+sphere with supply and demand redrawn per instance, Gaussian mixtures in R^2..R^10. A model per
+family is trained on a stream of fresh pairs for a wall-clock budget (resumable: the estimator
+is pickled after every chunk of steps), then evaluated on held-out pairs with unseen supports:
+pairs of the training sizes, and pairs twice as large as any seen in training. Each start
+(zeros, the Gaussian potential, the prediction) is solved by the same solver
+(``MetaSinkhornCloudTransport._refine_state``), one pair at a time (batch 1) and all together
+(batched), to 1e-2 and then on to 1e-3 along one trajectory; seconds include computing the
+start (the network's forward pass for meta). POT's ``sinkhorn_log`` runs cold and warm-started
+from the prediction (:func:`skmetaot.pot.to_warmstart`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance, timed
+from skmetaot._benchmarks.meta_sinkhorn import INIT_COLUMNS, _init_rows
+from skmetaot.amortize import unrolled_marginal_error
+from skmetaot.costs import pairwise_cost
+from skmetaot.datasets import (
+    gaussian_mixture_cloud_sampler,
+    make_gaussian_mixture_clouds,
+    make_mnist_clouds,
+    make_sphere_clouds,
+    mnist_cloud_sampler,
+    sphere_cloud_sampler,
+)
+from skmetaot.estimators import MetaSinkhornCloudTransport
+from skmetaot.geometry import DenseGeometry
+from skmetaot.pot import to_warmstart
+
+TOLERANCES = (1e-2, 1e-3)
+PRED_COLUMNS = ["problem", "predict s (batch 1)", "prediction L1 error", "gaussian L1 error",
+                "zeros L1 error"]
+POT_COLUMNS = ["problem", "tol", "POT iters cold", "POT iters warm (meta)", "iter ratio",
+               "POT s cold", "POT s warm", "met tol"]
+
+
+@dataclass
+class Family:
+    """A problem family: its training stream, its held-out sets and its OT problem."""
+
+    epsilon: float
+    cost: str
+    sampler: Callable[..., Any]  # sampler(batch_size, random_state) -> CloudSampler
+    held_out: Callable[[int, int], dict[str, Any]]  # (n_pairs, seed) -> {name: MeasurePairs}
+
+
+def _mnist_held_out(n_pairs: int, seed: int) -> dict[str, Any]:
+    return {"mnist": make_mnist_clouds(n_pairs, split="test", n_points=(100, 200),
+                                       random_state=seed),
+            "mnist 2x (400 pts)": make_mnist_clouds(n_pairs, split="test", n_points=400,
+                                                    random_state=seed + 1)}
+
+
+def _sphere_held_out(n_pairs: int, seed: int) -> dict[str, Any]:
+    return {"sphere": make_sphere_clouds(n_pairs, n_supply=(50, 100), n_demand=(100, 300),
+                                         random_state=seed),
+            "sphere 2x (200/600)": make_sphere_clouds(n_pairs, n_supply=200, n_demand=600,
+                                                      random_state=seed + 1)}
+
+
+def _gmm_held_out(n_pairs: int, seed: int) -> dict[str, Any]:
+    return {"gmm d=2": make_gaussian_mixture_clouds(n_pairs, 2, n_points=(100, 200),
+                                                    random_state=seed),
+            "gmm d=10": make_gaussian_mixture_clouds(n_pairs, 10, n_points=(100, 200),
+                                                     random_state=seed + 1),
+            "gmm d=5 2x (400 pts)": make_gaussian_mixture_clouds(n_pairs, 5, n_points=400,
+                                                                 random_state=seed + 2)}
+
+
+#: Training sizes: MNIST 100-200 points; sphere 50-100 supply, 100-300 demand points; mixtures
+#: 100-200 points in a random dimension 2..10 per batch. The "2x" held-out sets are twice the
+#: largest training sizes.
+FAMILIES = {
+    "mnist": Family(3e-3, "sqeuclidean",
+                    lambda batch_size, random_state: mnist_cloud_sampler(
+                        batch_size, split="train", n_points=(100, 200),
+                        random_state=random_state),
+                    _mnist_held_out),
+    "sphere": Family(1e-2, "spherical",
+                     lambda batch_size, random_state: sphere_cloud_sampler(
+                         batch_size, n_supply=(50, 100), n_demand=(100, 300),
+                         random_state=random_state),
+                     _sphere_held_out),
+    "gmm": Family(0.1, "sqeuclidean",
+                  lambda batch_size, random_state: gaussian_mixture_cloud_sampler(
+                      batch_size, dims=(2, 10), n_points=(100, 200),
+                      random_state=random_state),
+                  _gmm_held_out),
+}
+
+
+def make_estimator(family: str, encoder: str = "attention", seed: int = 0,
+                   **params: Any) -> MetaSinkhornCloudTransport:
+    """The benchmark's estimator of a family: small, to train on 1 CPU thread in minutes."""
+    spec = FAMILIES[family]
+    options = dict(epsilon=spec.epsilon, cost=spec.cost, encoder=encoder, width=32,
+                   n_layers=1, n_heads=4, baseline="gaussian", learning_rate=1e-3,
+                   batch_size=8, device="cpu", random_state=seed)
+    options.update(params)
+    return MetaSinkhornCloudTransport(**options)
+
+
+def train(family: str, encoder: str, seconds: float, state: Path, *, chunk: int = 25,
+          seed: int = 0, log: Callable[[str], None] = print) -> MetaSinkhornCloudTransport:
+    """Train for ``seconds`` of training time, resuming from ``state`` (a pickle) when present.
+
+    Every chunk of steps trains on a new sampler seeded by the step count (fresh pairs, and a
+    resumed run draws what an uninterrupted one would), and the estimator is pickled
+    atomically after it.
+    """
+    spec = FAMILIES[family]
+    if state.exists():
+        with open(state, "rb") as handle:
+            est = pickle.load(handle)
+        log(f"resumed {state} at step {est.n_iter_}")
+    else:
+        est = make_estimator(family, encoder, seed)
+    while not hasattr(est, "model_") or est.history_["seconds"] < seconds:
+        step = getattr(est, "n_iter_", 0)
+        est.partial_fit(spec.sampler(est.batch_size, 10**6 * seed + step), n_steps=chunk)
+        temporary = state.with_name(f".{state.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            pickle.dump(est, handle)
+        os.replace(temporary, state)
+        losses = est.history_["loss"][-chunk:]
+        log(f"{family} {encoder}: step {est.n_iter_}, {est.history_['seconds']:.0f} s, "
+            f"loss {np.mean(losses):.5f}")
+    return est
+
+
+def _prediction_row(est, pairs, name: str, n_single: int) -> dict[str, Any]:
+    seconds, errors = [], {"meta": [], "gaussian": [], "zeros": []}
+    est._predict_f(pairs[:1])  # warm-up
+    for k in range(n_single):
+        one = pairs[k]
+        elapsed, (f,) = timed(lambda one=one: est._predict_f(one))
+        seconds.append(elapsed)
+        x, a, y, b, cost = est._tensors(one)
+        geometry = DenseGeometry(cost, est.epsilon)
+        from skmetaot.solvers.initializers import gaussian_init
+        starts = {"meta": f[None], "gaussian": gaussian_init(x, a, y, b),
+                  "zeros": torch.zeros_like(a)}
+        for init, start in starts.items():
+            errors[init].append(float(unrolled_marginal_error(geometry, start, a, b, 0)))
+    return {"problem": name, "predict s (batch 1)": float(np.median(seconds)),
+            "prediction L1 error": float(np.median(errors["meta"])),
+            "gaussian L1 error": float(np.median(errors["gaussian"])),
+            "zeros L1 error": float(np.median(errors["zeros"]))}
+
+
+def _pot_rows(est, pairs, name: str, n_single: int) -> list[dict[str, Any]]:
+    rows = []
+    for tol in TOLERANCES:
+        cold_it, warm_it, cold_s, warm_s, met = [], [], [], [], []
+        for k in range(n_single):
+            one = pairs[k]
+            a = one.a[0].cpu().numpy().astype(np.float64)
+            b = one.b[0].cpu().numpy().astype(np.float64)
+            cost = pairwise_cost(one.x[0].double(), one.y[0].double(), est.cost).cpu().numpy()
+            ours_cold = int(est._refine_state(one, tol, 100000, "zeros").n_iter[0])
+            ours_meta = int(est._refine_state(one, tol, 100000, "meta").n_iter[0])
+            f, g = (v[0].cpu().numpy().astype(np.float64)
+                    for v in est.predict_potentials(one))
+            s_cold, i_cold, m_cold = pot_to_tolerance(a, b, cost, est.epsilon, tol, ours_cold,
+                                                      step=1)
+            s_warm, i_warm, m_warm = pot_to_tolerance(a, b, cost, est.epsilon, tol, ours_meta,
+                                                      step=1,
+                                                      warmstart=to_warmstart(f, g, est.epsilon))
+            cold_it.append(i_cold)
+            warm_it.append(i_warm)
+            cold_s.append(s_cold)
+            warm_s.append(s_warm)
+            met.append(m_cold and m_warm)
+        rows.append({"problem": name, "tol": tol, "POT iters cold": float(np.median(cold_it)),
+                     "POT iters warm (meta)": float(np.median(warm_it)),
+                     "iter ratio": float(np.median(cold_it)) / float(np.median(warm_it)),
+                     "POT s cold": float(np.median(cold_s)),
+                     "POT s warm": float(np.median(warm_s)),
+                     "met tol": f"{sum(met)}/{len(met)}"})
+    return rows
+
+
+def evaluate(est: MetaSinkhornCloudTransport, family: str, *, n_pairs: int = 16,
+             n_pot: int = 8, seed: int = 12345, label: str = "") -> dict[str, Any]:
+    """The tables of one trained model on its family's held-out sets."""
+    init_rows, pred_rows, pot_rows = [], [], []
+    for name, pairs in FAMILIES[family].held_out(n_pairs, seed).items():
+        pairs = pairs.to(torch.float64)
+        name = f"{name}{label}"
+        init_rows += _init_rows(est, pairs, TOLERANCES, name, n_pairs, False, n_batch=n_pairs,
+                                batch_repeats=1, chain=True)
+        pred_rows.append(_prediction_row(est, pairs, name, n_pairs))
+        if n_pot:
+            pot_rows += _pot_rows(est, pairs, name, min(n_pot, n_pairs))
+    return {"init": init_rows, "prediction": pred_rows, "pot": pot_rows}
+
+
+def tables(results: dict[str, Any]) -> str:
+    """The three tables as Markdown."""
+    parts = ["## Iterations and time to tolerance (median over held-out pairs)", "",
+             markdown_table(results["init"], INIT_COLUMNS), "",
+             "## The prediction before any update", "",
+             markdown_table(results["prediction"], PRED_COLUMNS)]
+    if results["pot"]:
+        parts += ["", "## POT sinkhorn_log, cold and warm-started from the prediction", "",
+                  markdown_table(results["pot"], POT_COLUMNS)]
+    return "\n".join(parts)
+
+
+def run_evaluation(models: dict[str, Path], *, n_pairs: int = 16, n_pot: int = 8,
+                   seed: int = 12345) -> dict[str, Any]:
+    """Evaluate saved models ``{"family[:encoder]": path}``; payload for write_results."""
+    merged: dict[str, list] = {"init": [], "prediction": [], "pot": []}
+    trained = {}
+    start = time.perf_counter()
+    for key, path in models.items():
+        family = key.split(":")[0]
+        with open(path, "rb") as handle:
+            est = pickle.load(handle)
+        label = "" if ":" not in key else f" [{key.split(':')[1]}]"
+        part = evaluate(est, family, n_pairs=n_pairs, n_pot=n_pot, seed=seed, label=label)
+        for name in merged:
+            merged[name] += part[name]
+        trained[key] = {"steps": est.n_iter_, "train_seconds": est.history_["seconds"],
+                        "encoder": est.encoder, "params": est.get_params()}
+    return {"machine": machine_info(torch.device("cpu")), "seed": seed, "models": trained,
+            "seconds": time.perf_counter() - start, **merged, "table": tables(merged)}
