@@ -536,7 +536,8 @@ META_SINKHORN = [
       Returns(shape=(2, 4)), id="MetaSinkhornTransport.fit-predict-duplicate-support"),
 ]
 
-MI_METHODS = ("predict_params", "predict_potentials", "transform", "refine", "score")
+MI_METHODS = ("predict_params", "predict_potentials", "transform", "inverse_transform",
+              "refine", "score")
 
 
 def _mi(method: str, data: Any, estimator: str = "mi") -> Callable[[Any], Any]:
@@ -559,6 +560,24 @@ META_ICNN = [
         id=f"MetaICNNTransport.{m}-meta-tensor") for m in MI_METHODS),
     *(P(_mi(m, []), Raises(ValueError, r"no pairs"),
         id=f"MetaICNNTransport.{m}-empty-collection") for m in MI_METHODS),
+    *(P(lambda e, m=m: getattr(e.mi, m)(CLOUDS[:2], points=[XS]),
+        Raises(ValueError, r"points holds 1 arrays but there are 2 pairs"),
+        id=f"MetaICNNTransport.{m}-points-count") for m in ("transform", "inverse_transform")),
+    *(P(lambda e, m=m: getattr(e.mi, m)(CLOUDS[:2], points=XS),
+        Raises(ValueError, r"points is one array of shape \(20, 2\) but there are 2 pairs"),
+        id=f"MetaICNNTransport.{m}-points-one-array") for m in ("transform",
+                                                                 "inverse_transform")),
+    *(P(lambda e, m=m: getattr(e.mi, m)(CLOUDS[:2], points=[XS, _RNG.random((4, 3))]),
+        Raises(ValueError, r"pair 1: points must have shape \(n_samples, 2\), got \(4, 3\)"),
+        id=f"MetaICNNTransport.{m}-points-dim") for m in ("transform", "inverse_transform")),
+    *(P(lambda e, m=m: getattr(e.mi, m)(CLOUDS[:1], points=[_with(XS, (1, 1), NaN)]),
+        Raises(ValueError, r"pair 0: points contains NaN"),
+        id=f"MetaICNNTransport.{m}-points-nan") for m in ("transform", "inverse_transform")),
+    *(P(lambda e, m=m: getattr(e.mi, m)(CLOUDS[:1], points=3.0),
+        Raises(TypeError, r"points must be a list of arrays"),
+        id=f"MetaICNNTransport.{m}-points-scalar") for m in ("transform", "inverse_transform")),
+    P(lambda e: e.mi.inverse_transform(CLOUDS[:1], points=XS, solve=False),
+      Returns(shape=(20, 2)), id="MetaICNNTransport.inverse_transform-one-pair-one-array"),
     P(lambda e: _icnn_fit().fit([(_with(XS, (0, 0), INF), XT)]),
       Raises(ValueError, r"pair 0 source contains NaN or infinite"),
       id="MetaICNNTransport.fit-inf"),

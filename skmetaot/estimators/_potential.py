@@ -153,10 +153,24 @@ class TransportPotential:
 
         return self._mapped(x, "x", forward)
 
-    def inverse_transform(self, y: Any) -> Any:
-        """The inverse map ``grad f*(y) = argmin_x f(x) - <x, y>`` (amortized, then solved)."""
-        return self._mapped(y, "y", lambda chunk: self._standardisation.undo(
-            self._solve(chunk).x))
+    def inverse_transform(self, y: Any, solve: bool = True) -> Any:
+        """The inverse map ``grad f*(y) = argmin_x f(x) - <x, y>`` (amortized, then solved).
+
+        With ``solve=False``, the amortizer's prediction of the argmin alone (one forward
+        pass, no solve); a potential without an amortizer raises a ``ValueError`` then.
+        """
+        standard = self._standardisation
+        if solve:
+            return self._mapped(y, "y", lambda chunk: standard.undo(self._solve(chunk).x))
+        if self.amortizer is None:
+            raise ValueError("solve=False returns the amortized inverse map, but this "
+                             "potential has no amortizer; use solve=True")
+
+        def predicted(chunk: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return standard.undo(self.amortizer(standard.apply(chunk, self.dtype)))
+
+        return self._mapped(y, "y", predicted)
 
     def conjugate(self, y: Any) -> Any:
         """Conjugate values ``f*(y)`` (solved), shape (n,)."""

@@ -10,49 +10,24 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from skmetaot.amortize import TrainingHistory
-from skmetaot.amortize.w2_losses import DIVERGED_LOSS, pretrain_identity
-from skmetaot.amortize.w2gn import (
-    AffineBaseline,
-    gaussian_baseline,
-    refine_w2gn,
-    w2gn_loss,
-)
+from skmetaot.amortize.w2gn import refine_w2gn
 from skmetaot.estimators._base import (
     BaseOTEstimator,
     check_non_negative_int,
     check_positive_float,
     check_positive_int,
 )
-from skmetaot.estimators._collection import (
-    ENCODE_POINTS,
-    IMAGE_SIDE,
-    MeasureCollection,
-    as_measure_collection,
-    concat_collections,
-)
+from skmetaot.estimators._meta_icnn_pairs import PairPredictions
+from skmetaot.estimators._meta_icnn_training import HypernetworkTraining
 from skmetaot.estimators._potential import TransportPotential
-from skmetaot.estimators._standardise import (
-    Standardisation,
-    pair_standardisations,
-    standardised_encoder_inputs,
-    standardised_samples,
-)
-from skmetaot.geometry import DENSE_CHUNK_ELEMENTS
-from skmetaot.nn import ICNN
-from skmetaot.nn.encoders import ImageEncoder, SetEncoder
-from skmetaot.nn.hypernetwork import FunctionalPotential, GradientMap, PairHypernetwork
-from skmetaot.sampling import RandomBatches, is_stream
+from skmetaot.estimators._standardise import pair_standardisations
+from skmetaot.sampling import is_stream
 
 ENCODERS = ("auto", "set", "image")
 BASELINES = ("gaussian", None)
-#: Pairs whose standardised samples make the pool of the identity pre-training, and the
-#: points drawn for it (at least ``n_samples`` per measure).
-PRETRAIN_PAIRS = 64
-PRETRAIN_POINTS = 2 ** 16
 
 
-class MetaICNNTransport(BaseOTEstimator):
+class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
     """Predict Wasserstein-2 maps between new pairs of continuous measures; refine with W2GN.
 
     A hypernetwork maps a pair of measures ``(alpha, beta)`` to the flat parameters of two input
@@ -231,70 +206,7 @@ class MetaICNNTransport(BaseOTEstimator):
                 raise ValueError(f"{name} must be a non-empty sequence of positive integers, "
                                  f"got {sizes!r}")
 
-    def _collection(self, pairs: Any) -> MeasureCollection:
-        collection = as_measure_collection(pairs)
-        fitted = getattr(self, "n_features_in_", None)
-        if fitted is not None and collection.dim != fitted:
-            raise ValueError(f"the pairs have dimension {collection.dim}, but the estimator "
-                             f"was fitted on dimension {fitted}")
-        if getattr(self, "encoder_", None) == "image" and not collection.has_images:
-            raise ValueError("this estimator encodes images (encoder='image'); pass the "
-                             "measures as images (H, W, C)")
-        return collection
-
     # -- training -----------------------------------------------------------------------------
-    def _initialise(self, collection: MeasureCollection) -> None:
-        self._device_, self._dtype_ = self._torch_device(), self._torch_dtype()
-        self.n_features_in_ = collection.dim
-        encoder = self.encoder
-        if encoder == "auto":
-            encoder = "image" if collection.has_images else "set"
-        if encoder == "image" and not collection.has_images:
-            raise ValueError("encoder='image' needs measures given as images (H, W, C)")
-        self.encoder_ = encoder
-        self._generator = self._seed_generator()
-        self.icnn_ = ICNN(collection.dim, tuple(self.icnn_hidden_sizes),
-                          activation=self.icnn_activation, quadratic="full",
-                          output_activation=False, generator=self._generator).to(
-            self._device_, self._dtype_)
-        self._history = TrainingHistory()
-        self._metrics: dict[str, list[float]] = {"dual": [], "cycle_loss": [],
-                                                 "pretrain_loss": []}
-        base = self._identity_parameters(collection)
-        net = (ImageEncoder(collection.dim, self.encoder_features) if encoder == "image"
-               else SetEncoder(collection.dim, n_features=self.encoder_features))
-        self.hypernetwork_ = PairHypernetwork(net, torch.cat([base, base]),
-                                              tuple(self.hidden_layer_sizes)).to(
-            self._device_, self._dtype_)
-        self.optimizer_ = None
-        self.n_iter_ = 0
-
-    def _identity_parameters(self, collection: MeasureCollection) -> torch.Tensor:
-        """ICNN parameters with ``grad psi(x) ~ x`` where the standardised measures live."""
-        ids = torch.randperm(collection.n_pairs, generator=self._generator)[:PRETRAIN_PAIRS]
-        per_pair = max(self.n_samples, PRETRAIN_POINTS // (2 * len(ids)))
-        pool = torch.cat(self._sample(collection, ids.numpy(), self._generator, per_pair), 1)
-        pool = pool.reshape(-1, collection.dim)
-        # The decaying rate matters: every problem starts only as exactly as this fit.
-        self._metrics["pretrain_loss"] += pretrain_identity(
-            self.icnn_, pool, self.pretrain_iter, self.n_samples, self._generator,
-            learning_rate=1e-2, decay=True, tol=1e-7)
-        return self.icnn_.params.detach().clone()
-
-    def _sample(self, collection: MeasureCollection, pair_ids: np.ndarray, generator: Any,
-                n_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised samples (B, n, d) of both sides of the pairs (n: ``n_samples``)."""
-        return standardised_samples(collection, pair_ids, n_samples or self.n_samples,
-                                    generator, self._device_, self._dtype_)
-
-    def _encoder_inputs(self, collection: MeasureCollection, pair_ids: np.ndarray, side: int,
-                        samples: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """What the encoder reads of one side of the pairs, standardised per pair."""
-        if samples is not None and self.encoder_ == "set":
-            return (samples,)
-        return standardised_encoder_inputs(collection, pair_ids, side, self.encoder_ == "image",
-                                           self._device_, self._dtype_)
-
     def fit(self, pairs: Any, y: None = None) -> MetaICNNTransport:
         """Train the hypernetwork on a collection of pairs of measures.
 
@@ -356,50 +268,6 @@ class MetaICNNTransport(BaseOTEstimator):
         steps = n_steps or -(-collection.n_pairs // self.batch_size)
         return self._train(collection, check_positive_int(steps, "n_steps"), None)
 
-    def _train_stream(self, data: Any, n_steps: int, total_steps: int | None,
-                      initialise: bool, cycle: bool, checkpoint_data: tuple | None) -> None:
-        _, batches = self._open_stream(
-            data, cycle=cycle, initialise=initialise,
-            convert=lambda item, fitting: self._collection(item), concat=concat_collections)
-        self._train(None, n_steps, total_steps,
-                    batches=((batch, np.arange(batch.n_pairs)) for batch in batches),
-                    checkpoint_data=checkpoint_data)
-
-    def _train(self, collection: MeasureCollection | None, n_steps: int,
-               total_steps: int | None, checkpoint_data: tuple | None = None,
-               batches: Any = None) -> MetaICNNTransport:
-        if batches is None:  # a collection in memory: random pairs of it, as RandomBatches
-            draws = RandomBatches(np.arange(collection.n_pairs), self.batch_size).iterate(
-                self._seed)
-            self._batch_generator = draws.generator
-            batches = ((collection, pick) for pick in draws)
-
-        def step_loss(step: int) -> torch.Tensor:
-            collection, pick = next(batches)
-            x, y = self._sample(collection, pick, self._generator)
-            params = self.hypernetwork_(self._encoder_inputs(collection, pick, 0, x),
-                                        self._encoder_inputs(collection, pick, 1, y))
-            out = w2gn_loss(self.icnn_, params, x, y, self.cycle_weight,
-                            self._baselines(collection, pick))
-            duals = pair_standardisations(collection, pick).dual(
-                out.problem_duals, x.detach().mean(1), y.detach().mean(1))
-            self._metrics["dual"].append(float(duals.mean()))
-            self._metrics["cycle_loss"].append(out.amortization_loss)
-            return out.loss
-
-        self._train_loop(
-            self.hypernetwork_, step_loss,
-            self._live_optimizer("optimizer_", self.hypernetwork_.parameters(),
-                                 lambda p: torch.optim.Adam(p, lr=self.learning_rate)),
-            n_steps=n_steps, total_steps=total_steps, checkpoint_data=checkpoint_data,
-            distribute="hypernetwork_", learning_rate=self.learning_rate,
-            grad_clip=self.grad_clip,
-            # Standardised pairs have E|x|^2 + E|y|^2 = 2 d: far beyond it, the loss diverges.
-            max_abs_loss=DIVERGED_LOSS * (2 * self.n_features_in_ + 1),
-            warmup=max(1, (total_steps or n_steps) // 20) if total_steps else 0,
-            description="MetaICNNTransport")
-        return self
-
     @property
     def history_(self) -> dict[str, Any]:
         """Training history (see the class docstring)."""
@@ -407,74 +275,6 @@ class MetaICNNTransport(BaseOTEstimator):
         return {**self._history.as_dict(), **{k: list(v) for k, v in self._metrics.items()}}
 
     # -- prediction ---------------------------------------------------------------------------
-    def _batches(self, collection: MeasureCollection, batch_size: int | None,
-                 refine: bool = False, ids: np.ndarray | None = None) -> list[np.ndarray]:
-        """``ids`` (default: all pairs) in batches of ``batch_size`` pairs.
-
-        ``batch_size`` is a method argument, not the training one; by default, as many pairs
-        as keep a batch's activations within the memory budget.
-        """
-        ids = np.arange(collection.n_pairs) if ids is None else ids
-        if batch_size is not None:
-            size = check_positive_int(batch_size, "batch_size")
-        else:  # elements held per pair, at the default network widths
-            dim = self.n_features_in_
-            if refine:  # W2GN: samples through both ICNNs, with gradients and conjugates
-                per_pair = 8 * self.n_samples * (dim + sum(self.icnn_hidden_sizes))
-            elif self.encoder_ == "image":  # the feature maps of two images
-                per_pair = 120 * IMAGE_SIDE ** 2
-            else:  # the per-point features of two measures
-                largest = max(len(m.points) for m in collection.measures)
-                per_pair = 2 * min(largest, ENCODE_POINTS) * (dim + 256)
-            size = max(1, DENSE_CHUNK_ELEMENTS // per_pair)
-        return [ids[start:start + size] for start in range(0, len(ids), size)]
-
-    def _predict_params(self, collection: MeasureCollection, batch_size: int | None = None,
-                        ids: np.ndarray | None = None) -> torch.Tensor:
-        out = []
-        with torch.no_grad():
-            for chunk in self._batches(collection, batch_size, ids=ids):
-                out.append(self.hypernetwork_(self._encoder_inputs(collection, chunk, 0),
-                                              self._encoder_inputs(collection, chunk, 1)))
-        return torch.cat(out)
-
-    def _baselines(self, collection: MeasureCollection,
-                   pair_ids: np.ndarray) -> AffineBaseline | None:
-        """The Gaussian maps of the standardised pairs (None without a baseline)."""
-        if self.baseline is None:
-            return None
-        standard = pair_standardisations(collection, pair_ids)
-        return gaussian_baseline(*standard.moments(*collection.moments(pair_ids, 0)),
-                                 *standard.moments(*collection.moments(pair_ids, 1))).to(
-            self._device_, self._dtype_)
-
-    def _potential(self, params: torch.Tensor, baseline: AffineBaseline | None = None,
-                   standard: Standardisation | None = None) -> TransportPotential:
-        """The potential of one pair from its parameters, baseline and standardisation."""
-        n = self.icnn_.n_params
-        b = baseline
-        psi = FunctionalPotential(self.icnn_, params[:n], b and b.matrix, b and b.shift)
-        psi_bar = FunctionalPotential(self.icnn_, params[n:], b and b.inverse_matrix,
-                                      b and b.inverse_shift)
-        parameters = {"psi": params[:n].cpu().numpy(), "psi_bar": params[n:].cpu().numpy()}
-        if b is not None:
-            parameters.update({name: getattr(b, name).cpu().numpy() for name in (
-                "matrix", "shift", "inverse_matrix", "inverse_shift")})
-        return TransportPotential(
-            psi, self.n_features_in_, amortizer=GradientMap(psi_bar), conjugate_tol=1e-4,
-            device=self._device_, dtype=self._dtype_, parameters=parameters,
-            shift=None if standard is None else standard.shift.cpu().numpy(),
-            scale=1.0 if standard is None else float(standard.scale))
-
-    def _predicted_potentials(self, collection: MeasureCollection,
-                              batch_size: int | None = None) -> list[TransportPotential]:
-        params = self._predict_params(collection, batch_size)
-        ids = np.arange(collection.n_pairs)
-        baselines = self._baselines(collection, ids)
-        standards = pair_standardisations(collection, ids)
-        return [self._potential(row, baselines and baselines[k], standards[k])
-                for k, row in enumerate(params)]
-
     def predict_params(self, pairs: Any, *, batch_size: int | None = None) -> np.ndarray:
         """The raw predicted parameters, ``psi`` then ``psi_bar``, one row per pair.
 
@@ -514,12 +314,19 @@ class MetaICNNTransport(BaseOTEstimator):
         check_is_fitted(self, "hypernetwork_")
         return self._predicted_potentials(self._collection(pairs), batch_size)
 
-    def transform(self, pairs: Any, *, batch_size: int | None = None) -> list[Any]:
-        """Push each pair's source samples through its predicted map ``grad psi``.
+    def transform(self, pairs: Any, *, points: Any = None,
+                  batch_size: int | None = None) -> list[Any]:
+        """Push each pair's source samples (or given points) through its predicted map.
+
+        The map of a pair is ``grad psi`` (see the class notes).
 
         Parameters
         ----------
         pairs : as in :meth:`fit`
+        points : list of array-like of shape (k, n_features), optional
+            Points to map instead of the source samples, one array per pair (for a collection
+            of one pair, a single array); each comes back in its own kind (numpy or torch, on
+            its device).
         batch_size : int, optional
             As in :meth:`predict_params`.
 
@@ -527,18 +334,56 @@ class MetaICNNTransport(BaseOTEstimator):
         -------
         list
             Per pair, the mapped source points (n, d); for a source given as an image, the
-            mapped image (H, W, C) (values may leave [0, 1] slightly; clip to display).
+            mapped image (H, W, C) (values may leave [0, 1] slightly; clip to display). With
+            ``points``, the mapped points (k, d).
+
+        Raises
+        ------
+        ValueError
+            If ``points`` does not hold one array per pair, or an array is not (k, d) with the
+            fitted dimension, or holds NaN or inf (the message names the pair).
+        TypeError
+            If ``points`` is not a list of arrays, or an array is not of real numbers.
         """
         check_is_fitted(self, "hypernetwork_")
-        collection = self._collection(pairs)
-        mapped = []
-        for k, potential in enumerate(self._predicted_potentials(collection, batch_size)):
-            measure = collection.measures[collection.index[k, 0]]
-            pushed = potential.transform(measure.points.to(self._device_))
-            if measure.image_shape is not None:
-                pushed = pushed.reshape(measure.image_shape)
-            mapped.append(measure.kind.wrap(pushed))
-        return mapped
+        return self._map_pairs(pairs, points, "transform", batch_size)
+
+    def inverse_transform(self, pairs: Any, *, points: Any = None,
+                          batch_size: int | None = None, solve: bool = True) -> list[Any]:
+        """Pull each pair's target samples (or given points) back through its inverse map.
+
+        The inverse of ``grad psi`` is the gradient of its conjugate,
+        ``grad psi*(y) = argmin_x psi(x) - <x, y>``. With ``solve=True`` that argmin is solved
+        (L-BFGS, started from the predicted inverse map ``grad psi_bar``), so
+        ``inverse_transform`` undoes :meth:`transform` to the solver's tolerance; with
+        ``solve=False`` the predicted inverse ``grad psi_bar`` alone is returned (one forward
+        pass, as exact as the cycle-consistency term of training made it).
+
+        Parameters
+        ----------
+        pairs : as in :meth:`fit`
+        points : list of array-like of shape (k, n_features), optional
+            Points of the target domains to map instead of the target samples, one array per
+            pair (for a collection of one pair, a single array), as in :meth:`transform`.
+        batch_size : int, optional
+            As in :meth:`predict_params`.
+        solve : bool, default=True
+            Solve the conjugate (exact inverse), or return the amortized prediction.
+
+        Returns
+        -------
+        list
+            Per pair, the target points mapped into the source domain (m, d); for a target
+            given as an image, the image (H, W, C). With ``points``, the mapped points (k, d).
+
+        Raises
+        ------
+        ValueError, TypeError
+            As in :meth:`transform`.
+        """
+        check_is_fitted(self, "hypernetwork_")
+        return self._map_pairs(pairs, points, "inverse_transform", batch_size,
+                               solve=bool(solve))
 
     def refine(self, pairs: Any, max_iter: int | None = None, *, init: str = "meta",
                learning_rate: float | None = None,
