@@ -40,7 +40,12 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from skmetaot import MetaICNNTransport, MetaSinkhornTransport, NeuralW2Transport
+from skmetaot import (
+    MetaICNNTransport,
+    MetaSinkhornCloudTransport,
+    MetaSinkhornTransport,
+    NeuralW2Transport,
+)
 from skmetaot.datasets import make_gaussian_pair
 
 TINY_W2 = dict(hidden_layer_sizes=(8, 8), max_iter=5, pretrain_iter=5, batch_size=32,
@@ -109,6 +114,10 @@ PAIR_ESTIMATORS = {
                           batch_size=2, n_samples=32, max_iter=5, pretrain_iter=5,
                           refine_max_iter=5, device="cpu", random_state=0),
         lambda: _gaussian_sample_pairs(4, 0)),
+    "MetaSinkhornCloudTransport": (
+        MetaSinkhornCloudTransport(epsilon=0.5, width=8, n_heads=2, max_iter=3, batch_size=2,
+                                   device="cpu", random_state=0),
+        lambda: _gaussian_sample_pairs(4, 0)),
     "NeuralW2Transport": (
         NeuralW2Transport(**TINY_W2),
         lambda: make_gaussian_pair(2, random_state=0).as_pair(128, random_state=0)),
@@ -140,6 +149,9 @@ def _fitted_outputs(name: str, est, data) -> list[np.ndarray]:
         return [f, g]
     if name == "MetaICNNTransport":
         return [est.predict_params(data)]
+    if name == "MetaSinkhornCloudTransport":  # per-pair arrays of each pair's size
+        f, g = est.predict_potentials(data)
+        return [np.concatenate(f), np.concatenate(g)]
     return [est.transform(data[0][:16]), np.array(est.score(data))]
 
 
@@ -156,7 +168,7 @@ def fitted_pairs():
 def test_unfitted_estimator_raises_not_fitted(name):
     est, data = clone(PAIR_ESTIMATORS[name][0]), PAIR_ESTIMATORS[name][1]()
     methods = ["predict_potentials", "transform", "score", "refine"]
-    if name == "MetaSinkhornTransport":
+    if name in ("MetaSinkhornTransport", "MetaSinkhornCloudTransport"):
         methods.append("predict_plan")
     for method in methods:
         args = () if (name, method) == ("NeuralW2Transport", "predict_potentials") else (data,)
