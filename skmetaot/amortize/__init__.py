@@ -1,12 +1,15 @@
 """Amortization: losses of each amortized model and the shared training loop."""
 
+from skmetaot.amortize.cloud_features import CloudFeatures, cloud_features
 from skmetaot.amortize.features import first_sinkhorn_step, pair_features
 from skmetaot.amortize.losses import entropic_dual_value, unrolled_marginal_error
 from skmetaot.amortize.training import TrainingDiverged, TrainingHistory, train
 
 __all__ = [
+    "CloudFeatures",
     "TrainingDiverged",
     "TrainingHistory",
+    "cloud_features",
     "entropic_dual_value",
     "first_sinkhorn_step",
     "pair_features",

@@ -37,6 +37,14 @@ class CloudFeatures:
         ``sum_ij a_i b_j C_ij`` (clamped away from zero): the potential's unit.
     first_f : torch.Tensor of shape (B, n)
         Sinkhorn's first f-update from zeros, in cost units (0 on atoms without mass).
+
+    Examples
+    --------
+    >>> import torch
+    >>> features = cloud_features(torch.rand(1, 3, 4), torch.full((1, 3), 1 / 3),
+    ...                           torch.full((1, 4), 0.25), epsilon=0.1)
+    >>> features.scale.shape, features.first_f.shape
+    (torch.Size([1]), torch.Size([1, 3]))
     """
 
     source: torch.Tensor

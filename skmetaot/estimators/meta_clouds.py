@@ -212,7 +212,10 @@ class MetaSinkhornCloudTransport(BaseOTEstimator):
         features = cloud_features(cost, a, b, self.epsilon, baseline=base)
         if self.baseline == "sinkhorn":
             base = features.first_f
-        correction = self.model_(features.source, a, features.target, b, features.cost)
+        # The solver may work in another dtype than the network (float64 pairs, float32 model).
+        dtype = next(self.model_.parameters()).dtype
+        inputs = (features.source, a, features.target, b, features.cost)
+        correction = self.model_(*(t.to(dtype) for t in inputs)).to(a.dtype)
         f = correction * features.scale[:, None]
         return f if base is None else base + f
 
