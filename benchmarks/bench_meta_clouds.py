@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--encoder", default="attention", choices=["attention", "deepsets"])
     parser.add_argument("--seconds", type=float, default=900.0,
                         help="training seconds (default: %(default)s)")
+    parser.add_argument("--unroll-steps", type=int, default=10,
+                        help="unroll_steps of the trained model (default: %(default)s)")
     parser.add_argument("--state-dir", type=Path, default=Path("runs"))
     parser.add_argument("--evaluate", nargs="+", default=[],
                         help="FAMILY[:LABEL]=PATH of saved models to evaluate")
@@ -42,9 +44,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.train:
         args.state_dir.mkdir(parents=True, exist_ok=True)
-        state = args.state_dir / f"clouds_{args.train}_{args.encoder}.pkl"
+        state = (args.state_dir
+                 / f"clouds_{args.train}_{args.encoder}_unroll{args.unroll_steps}.pkl")
         meta_clouds.train(args.train, args.encoder, args.seconds, state,
-                          log=lambda line: print(line, flush=True))
+                          log=lambda line: print(line, flush=True),
+                          unroll_steps=args.unroll_steps)
     if args.evaluate:
         models = dict(item.split("=", 1) for item in args.evaluate)
         payload = meta_clouds.run_evaluation({k: Path(v) for k, v in models.items()},

@@ -115,7 +115,8 @@ def make_estimator(family: str, encoder: str = "attention", seed: int = 0,
 
 
 def train(family: str, encoder: str, seconds: float, state: Path, *, chunk: int = 25,
-          seed: int = 0, log: Callable[[str], None] = print) -> MetaSinkhornCloudTransport:
+          seed: int = 0, log: Callable[[str], None] = print,
+          **params: Any) -> MetaSinkhornCloudTransport:
     """Train for ``seconds`` of training time, resuming from ``state`` (a pickle) when present.
 
     Every chunk of steps trains on a new sampler seeded by the step count (fresh pairs, and a
@@ -128,7 +129,7 @@ def train(family: str, encoder: str, seconds: float, state: Path, *, chunk: int 
             est = pickle.load(handle)
         log(f"resumed {state} at step {est.n_iter_}")
     else:
-        est = make_estimator(family, encoder, seed)
+        est = make_estimator(family, encoder, seed, **params)
     while not hasattr(est, "model_") or est.history_["seconds"] < seconds:
         step = getattr(est, "n_iter_", 0)
         est.partial_fit(spec.sampler(est.batch_size, 10**6 * seed + step), n_steps=chunk)
