@@ -53,8 +53,9 @@ class MetaSinkhornTransport(BaseOTEstimator):
     ``f = 0``; see :func:`skmetaot.amortize.first_sinkhorn_step`), both scaled to mean
     one; ``inputs="histograms"`` gives it ``concat(n a, m b)``, as in the paper. All pairs must
     share the supports seen in ``fit`` (images on one grid; supply and demand at fixed locations,
-    which may differ from each other, as in the sphere problem); pairs of point clouds with their
-    own supports are the business of :class:`MetaICNNTransport`.
+    which may differ from each other, as in the sphere problem); for pairs of point clouds with
+    their own supports and sizes, use :class:`MetaSinkhornCloudTransport` (entropic) or
+    :class:`MetaICNNTransport` (Wasserstein-2 maps).
 
     Zero-mass atoms: source atoms with ``a_i = 0`` are left out of the c-transform and get
     ``f_i = -inf`` in predictions (their plan rows are exactly zero, as after any Sinkhorn update);
@@ -227,8 +228,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         if not isinstance(pairs, HistogramPairs):
             raise ValueError(
                 "MetaSinkhornTransport needs histograms on supports shared by all pairs "
-                "(HistogramPairs, images or (N, 2, H, W) arrays); pairs of point clouds with "
-                "their own supports are not supported")
+                "(HistogramPairs, images or (N, 2, H, W) arrays); for pairs of point clouds "
+                "with their own supports and sizes, use MetaSinkhornCloudTransport")
         pairs = pairs.to(self._dtype_, self._device_)
         if fitting:
             return pairs
