@@ -115,6 +115,8 @@ class OnlineGeometry:
         self.epsilon = float(epsilon)
         self.cost = cost
         self.batched = x.ndim == 3 or y.ndim == 3
+        #: dtype in which the reductions compute (solvers keep their iterates in it).
+        self.work_dtype = x.dtype
         self._fast = is_sqeuclidean(cost)
         if self._fast:
             # Expand |x - y|^2 around a point between the clouds (as costs.sqeuclidean does),

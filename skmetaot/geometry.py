@@ -23,11 +23,13 @@ import torch
 
 from skmetaot._online_geometry import OnlineGeometry, restrict_to_used
 from skmetaot._softmin import (
+    KERNEL_FLOOR,
     plan_cost_moment,
     softmin_blocks,
     softmin_last,
     softmin_matmul,
     softmin_rows,
+    softmin_separable,
 )
 from skmetaot.costs import CostSpec, pairwise_cost
 
@@ -105,9 +107,13 @@ class DenseGeometry:
         self.epsilon = float(epsilon)
         self.batched = cost.ndim == 3
         self._kernel_exp = None
+        #: dtype in which the reductions compute (solvers keep their iterates in it).
+        self.work_dtype = cost.dtype
         if cost.numel() <= KERNEL_ELEMENTS:
             # exp(-C/eps) in float64, built in place in one allocation.
-            self._kernel_exp = cost.to(torch.float64, copy=True).div_(-self.epsilon).exp_()
+            self._kernel_exp = torch.threshold_(
+                cost.to(torch.float64, copy=True).div_(-self.epsilon).exp_(), KERNEL_FLOOR, 0.0)
+            self.work_dtype = torch.float64
 
     @property
     def scaled(self) -> torch.Tensor:
@@ -222,6 +228,8 @@ class GridGeometry:
     """
 
     batched = False
+    #: dtype in which the reductions compute (solvers keep their iterates in it).
+    work_dtype = torch.float64
 
     def __init__(self, axes_x: list[torch.Tensor], axes_y: list[torch.Tensor], epsilon: float):
         if len(axes_x) != len(axes_y):
@@ -230,15 +238,18 @@ class GridGeometry:
         self.epsilon = float(epsilon)
         self.shape_x = [len(u) for u in axes_x]
         self.shape_y = [len(v) for v in axes_y]
-        # Per axis: (m_k, n_k) and (n_k, m_k) scaled 1-D costs, laid out for last-axis reductions.
-        self._to_target = [((v[:, None] - u[None, :]) ** 2) / self.epsilon
-                           for u, v in zip(axes_x, axes_y, strict=False)]
-        self._to_source = [k.transpose(0, 1).contiguous() for k in self._to_target]
-        # exp(-K)^T in float64 for the matrix-product fast path of each reduction.
-        self._to_target_exp = [torch.exp(-k.to(torch.float64)).T.contiguous()
-                               for k in self._to_target]
-        self._to_source_exp = [torch.exp(-k.to(torch.float64)).T.contiguous()
-                               for k in self._to_source]
+        # Per axis: the (m_k, n_k) scaled 1-D cost and exp(-cost) in float64 (the matrix-product
+        # fast path); every orientation the reductions need is a transposed view of these two.
+        self._costs = [((v[:, None] - u[None, :]) ** 2) / self.epsilon
+                       for u, v in zip(axes_x, axes_y, strict=False)]
+        self._kernels = [torch.threshold_(torch.exp(-k.to(torch.float64)), KERNEL_FLOOR, 0.0)
+                         for k in self._costs]
+        self._transpose()
+
+    def _transpose(self) -> None:
+        # The other orientation of each 1-D cost and kernel, as views built once (not per call).
+        self._costs_t = [k.T for k in self._costs]
+        self._kernels_t = [k.T for k in self._kernels]
 
     def select(self, indices: torch.Tensor) -> GridGeometry:
         """The geometry of a sub-batch (shared by every problem, so unchanged)."""
@@ -272,10 +283,9 @@ class GridGeometry:
         sub.axes_x = [axis[k] for axis, k in zip(self.axes_x, kept_x, strict=True)]
         sub.axes_y = [axis[k] for axis, k in zip(self.axes_y, kept_y, strict=True)]
         sub.shape_x, sub.shape_y = [len(k) for k in kept_x], [len(k) for k in kept_y]
-        sub._to_target = _gather_kernels(self._to_target, kept_y, kept_x)
-        sub._to_source = _gather_kernels(self._to_source, kept_x, kept_y)
-        sub._to_target_exp = _gather_kernels(self._to_target_exp, kept_x, kept_y)
-        sub._to_source_exp = _gather_kernels(self._to_source_exp, kept_y, kept_x)
+        sub._costs = _gather_kernels(self._costs, kept_y, kept_x)
+        sub._kernels = _gather_kernels(self._kernels, kept_y, kept_x)
+        sub._transpose()
         return sub, source_index, target_index
 
     def cost_matrix(self) -> torch.Tensor:
@@ -287,11 +297,13 @@ class GridGeometry:
 
     def lse_source(self, potential: torch.Tensor) -> torch.Tensor:
         """``LSE_i(F[b, i] - C[i, j] / eps)`` for F of shape (B, n); returns (B, m)."""
-        return self._reduce(potential, self.shape_x, self._to_target, self._to_target_exp)
+        return self._reduce(potential, self.shape_x, self._costs, self._kernels_t,
+                            self._kernels)
 
     def lse_target(self, potential: torch.Tensor) -> torch.Tensor:
         """``LSE_j(G[b, j] - C[i, j] / eps)`` for G of shape (B, m); returns (B, n)."""
-        return self._reduce(potential, self.shape_y, self._to_source, self._to_source_exp)
+        return self._reduce(potential, self.shape_y, self._costs_t, self._kernels,
+                            self._kernels_t)
 
     def transport_cost(self, scaled_f: torch.Tensor, scaled_g: torch.Tensor) -> torch.Tensor:
         """``<C, P>`` of the plans ``P_ij = exp(F_i + G_j - C_ij / eps)``, without forming them.
@@ -325,7 +337,7 @@ class GridGeometry:
         total = wide_f.new_zeros(wide_f.shape[0])
         for axis, (u, v) in enumerate(zip(self.axes_x, self.axes_y, strict=True)):
             cost = (u.to(torch.float64)[:, None] - v.to(torch.float64)[None, :]) ** 2
-            kernels, kernels_exp = list(self._to_source), list(self._to_source_exp)
+            kernels, kernels_exp = list(self._costs_t), list(self._kernels)
             kernels[axis] = cost / self.epsilon - torch.log(cost)  # +inf where u = v
             kernels_exp[axis] = (cost * torch.exp(-cost / self.epsilon)).T.contiguous()
             rows = self._reduce(wide_g, self.shape_y, kernels, kernels_exp)
@@ -334,7 +346,12 @@ class GridGeometry:
 
     @staticmethod
     def _reduce(potential: torch.Tensor, shape: list[int], kernels: list[torch.Tensor],
-                kernels_exp: list[torch.Tensor]):
+                kernels_exp: list[torch.Tensor], kernels_exp_t: list[torch.Tensor] | None = None):
+        if kernels_exp_t is not None and not (torch.is_grad_enabled()
+                                              and potential.requires_grad):
+            fused = softmin_separable(potential, shape, kernels_exp, kernels_exp_t)
+            if fused is not None:
+                return fused
         batch = potential.shape[0]
         values = potential.reshape(batch, *shape)
         n_axes = len(shape)

@@ -356,10 +356,16 @@ class HistogramPairs(MeasurePairs):
         return new
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | None = None):
-        """Return a copy with every tensor moved to ``dtype``/``device`` (the kind is kept)."""
+        """Return the pairs with every tensor moved to ``dtype``/``device`` (the kind is kept).
+
+        A copy when something moves; the pairs themselves (and their cached kernels) when not.
+        """
         def move(t):
             return t.to(dtype=dtype or t.dtype, device=device or t.device)
 
+        if (dtype is None or dtype == self.a.dtype) and (device is None
+                                                         or torch.device(device) == self.a.device):
+            return self  # nothing moves: keep the cached kernels (a batch-1 solve reuses them)
         new = object.__new__(HistogramPairs)
         new.__dict__.update(self.__dict__)
         new.a, new.b, new.x = move(self.a), move(self.b), move(self.x)

@@ -534,6 +534,9 @@ def test_grid_geometry_is_built_once_per_epsilon_and_rebuilt_by_to():
     assert pairs.grid_geometry(0.2).epsilon == 0.2
     # Another dtype gets kernels of its own, not the float64 ones.
     moved = pairs.to(torch.float32).grid_geometry(0.1)
-    assert moved is not geometry and moved._to_target[0].dtype == torch.float32
+    assert moved is not geometry and moved._costs[0].dtype == torch.float32
+    # Moving to where the pairs already are keeps them, and their kernels.
+    assert pairs.to(torch.float64, "cpu") is pairs
+    assert pairs.to(torch.float64).grid_geometry(0.1) is geometry
     assert HistogramPairs(np.ones((2, 5)), np.ones((2, 5)), np.random.rand(5, 2)).grid_geometry(
         0.1) is None

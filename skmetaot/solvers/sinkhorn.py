@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from skmetaot._softmin import exp_floor, log_weights
 from skmetaot.geometry import DenseGeometry, GridGeometry, OnlineGeometry
 
 Geometry = DenseGeometry | GridGeometry | OnlineGeometry
@@ -121,7 +122,10 @@ def source_marginal_error(scaled_f: torch.Tensor, soft_min: torch.Tensor, a: tor
     -------
     torch.Tensor of shape (B,)
     """
-    return (torch.exp(scaled_f + soft_min) - a).abs().sum(-1)
+    # The clamp keeps exp off its slow path on the -inf of zero-weight atoms (1e-307, not 0).
+    # Not in place: the meta-training losses differentiate through this.
+    log_marginal = (scaled_f + soft_min).clamp_min(exp_floor(scaled_f.dtype))
+    return (torch.exp(log_marginal) - a).abs().sum(-1)
 
 
 def solve_batch(
@@ -184,7 +188,12 @@ def solve_batch(
         a, b, f_init = a[:, source_index], b[:, target_index], f_init[:, source_index]
     eps = geometry.epsilon
     batch = a.shape[0]
-    log_a, log_b = torch.log(a), torch.log(b)  # -inf on zero weights, by design
+    out_dtype = a.dtype
+    # Iterate in the dtype the kernel computes in (float64 for the matrix-product kernels):
+    # no conversion per reduction, and the float32 result is rounded once, at the end.
+    work = getattr(geometry, "work_dtype", a.dtype)
+    a, b, f_init = a.to(work), b.to(work), f_init.to(work)
+    log_a, log_b = log_weights(a), log_weights(b)  # -inf on zero weights, by design
     scaled_f = scale_on_support(f_init, a, eps)
 
     out_f = torch.empty_like(scaled_f)
@@ -194,13 +203,13 @@ def solve_batch(
     active = torch.arange(batch, device=a.device)
     geom, weights_a, log_a_act, log_b_act = geometry, a, log_a, log_b
 
+    last = max_iter - 1
     for iteration in range(max_iter):
         scaled_g, soft_min = sweep(geom, scaled_f, log_b_act)
         err = source_marginal_error(scaled_f, soft_min, weights_a)
-        done = err < tol
-        if iteration == max_iter - 1:
-            done = torch.ones_like(done)
-        if bool(done.any()):
+        # One host synchronisation per iteration: the smallest error says whether any stops.
+        if float(err.min()) < tol or iteration == last:
+            done = err < tol if iteration < last else torch.ones_like(err, dtype=torch.bool)
             finished = active[done]
             out_f[finished] = scaled_f[done]
             out_g[finished] = scaled_g[done]
@@ -215,7 +224,8 @@ def solve_batch(
             weights_a, log_a_act, log_b_act = weights_a[keep], log_a_act[keep], log_b_act[keep]
         scaled_f = log_a_act - soft_min
 
-    f, g = out_f * eps, out_g * eps
+    f, g = (out_f * eps).to(out_dtype), (out_g * eps).to(out_dtype)
+    errors = errors.to(out_dtype)
     if restricted:
         f = _scatter(f, source_index, full_sizes[0])
         g = _scatter(g, target_index, full_sizes[1])
