@@ -155,7 +155,7 @@ def test_a_far_too_large_rate_ends_in_recovery_or_divergence_with_sane_maps(lear
 
 
 def test_a_failing_conjugate_solve_is_a_recovered_step(gaussian, monkeypatch):
-    import skmetaot.estimators.neural_w2 as module
+    import skmetaot.estimators._neural_w2_training as module
     from skmetaot.solvers.conjugate import NonFiniteConjugateError
 
     pair, data = gaussian
@@ -197,3 +197,39 @@ def test_errors():
     with pytest.raises(TypeError, match="validation"):
         NeuralW2Transport(max_iter=2, pretrain_iter=0, batch_size=8).fit(
             (x, x), validation=x)
+
+
+# -- ot.da's form ---------------------------------------------------------------------------
+def test_ot_da_forms_fit_the_same_map_as_a_pair(gaussian):
+    _, (xs, xt) = gaussian
+    xs, xt = xs[:512], xt[:512]
+    labels = (xs[:, 0] > 0).astype(int)
+    params = dict(max_iter=20, **SMALL)
+    reference = NeuralW2Transport(**params).fit((xs, xt)).transform(xs[:50])
+    for fitted in (NeuralW2Transport(**params).fit(xs, labels, xt),  # ot.da's positional order
+                   NeuralW2Transport(**params).fit(Xs=xs, ys=labels, Xt=xt),
+                   NeuralW2Transport(**params).fit((xs, xt), labels)):
+        # Labels are checked, not used: the map is the pair's.
+        np.testing.assert_array_equal(fitted.transform(xs[:50]), reference)
+
+
+def test_labelled_targets_are_said_to_be_unused(gaussian):
+    import warnings
+
+    _, (xs, xt) = gaussian
+    xs, xt = xs[:256], xt[:256]
+    est = NeuralW2Transport(max_iter=2, **SMALL)
+    with pytest.warns(UserWarning, match=r"yt labels 256 target samples.*does not use labels"):
+        est.fit(xs, np.zeros(256), xt, np.ones(256))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # unlabelled targets (-1 or NaN), as ot.da writes them
+        est.fit(xs, np.zeros(256), xt, -np.ones(256))
+        est.fit(xs, np.zeros(256), xt, np.full(256, np.nan))
+
+
+def test_refitting_in_another_form_forgets_the_previous_dimension(gaussian):
+    _, (xs, xt) = gaussian
+    est = NeuralW2Transport(max_iter=2, **SMALL).fit((xs[:64], xt[:64]))
+    rng = np.random.default_rng(0)
+    est.fit(rng.normal(size=(64, 3)), None, rng.normal(size=(64, 3)))
+    assert est.n_features_in_ == 3 and est.transform(rng.normal(size=(5, 3))).shape == (5, 3)

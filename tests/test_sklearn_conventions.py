@@ -14,10 +14,12 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
@@ -259,6 +261,57 @@ def test_frozen_map_then_classifier_pipeline_adapts_a_domain():
     before = mapping.transform(target[:5])
     adapted.fit(target, labels)
     np.testing.assert_array_equal(mapping.transform(target[:5]), before)
+
+
+def test_naive_map_pipeline_is_told_that_predict_maps_target_data_again():
+    # Pipeline([NeuralW2Transport(target=Xt), classifier]) trains the classifier on T(Xs), in
+    # the target domain, but predict sends target points through T a second time: transform
+    # says so, with what to do, instead of scoring quietly worse.
+    from skmetaot.estimators import TargetDataWarning
+
+    source, labels, target = _shifted_blobs(0)
+    naive = make_pipeline(
+        NeuralW2Transport(target=target[:400], quadratic="full", hidden_layer_sizes=(16, 16),
+                          max_iter=300, batch_size=256, pretrain_iter=100, device="cpu",
+                          random_state=0),
+        LogisticRegression())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TargetDataWarning)  # fit maps source data: no warning
+        naive.fit(source, labels)
+        assert naive.score(source[:400], labels[:400]) > 0.9  # source points, mapped once
+    held_out = slice(400, None)
+    with pytest.warns(TargetDataWarning, match=r"Pipeline.*FrozenEstimator.*skmetaot\.da"):
+        twice = naive.score(target[held_out], labels[held_out])
+    # What the warning is about: the classifier on T(Xs) scores target points as they are.
+    once = naive[-1].score(target[held_out], labels[held_out])
+    assert once > 0.8 and once > twice + 0.1
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])
+def test_target_data_warning_only_for_points_like_the_target(scale):
+    from skmetaot.estimators import TargetDataWarning
+
+    source, _, target = _shifted_blobs(2)
+    source, target = scale * source, scale * target
+    est = NeuralW2Transport(hidden_layer_sizes=(8, 8), max_iter=5, batch_size=128,
+                            pretrain_iter=5, device="cpu", random_state=0).fit((source, target))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TargetDataWarning)
+        est.transform(source[::3])  # the source
+        est.transform(target[:19])  # too few points to judge
+        est.transform(0.5 * (source + target))  # half-way: not clearly the target
+        est.transform(torch.as_tensor(source[:100]))
+    with pytest.warns(TargetDataWarning, match="200 points"):
+        est.transform(target[:200])
+    with pytest.warns(TargetDataWarning):
+        est.transform(torch.as_tensor(target[:100]))
+    # A map between two samples of one distribution never warns (the domains are the same).
+    same = NeuralW2Transport(hidden_layer_sizes=(8, 8), max_iter=5, batch_size=128,
+                             pretrain_iter=5, device="cpu", random_state=0).fit(
+        (source[:400], source[400:]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TargetDataWarning)
+        same.transform(source[400:])
 
 
 def test_gaussianising_map_as_a_trainable_pipeline_step():

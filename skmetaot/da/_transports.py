@@ -156,7 +156,7 @@ class W2MapTransport(W2MapParameters, BaseEstimator):
     ``fit(Xs=..., Xt=...)`` fits a :class:`~skmetaot.NeuralW2Transport` on the pair
     ``(Xs, Xt)``; ``transform(Xs=...)`` maps any source point (``T = grad f``, defined
     everywhere, no nearest-neighbour rule) and ``inverse_transform(Xt=...)`` any target point
-    (the conjugate's argmin). Labels are not used by the map.
+    (the conjugate's argmin). Labels are checked and not used by the map.
 
     Parameters
     ----------
@@ -205,18 +205,21 @@ class W2MapTransport(W2MapParameters, BaseEstimator):
         Parameters
         ----------
         Xs : array-like of shape (n_source_samples, n_features)
-        ys : array-like, optional
-            Ignored (kept for ``ot.da``'s signature).
+        ys : array-like of shape (n_source_samples,), optional
+            Source labels: checked (one per source sample) and not used, since a Brenier
+            map transports the source distribution as a whole (see
+            :meth:`skmetaot.NeuralW2Transport.fit`).
         Xt : array-like of shape (n_target_samples, n_features)
-        yt : array-like, optional
-            Ignored.
+        yt : array-like of shape (n_target_samples,), optional
+            Target labels (-1: unlabelled), checked and not used; a ``UserWarning`` says so
+            when some are labelled (:class:`SinkhornTransport` uses them, as ``ot.da``'s).
 
         Returns
         -------
         self
         """
         check_domains(Xs, Xt, type(self).__name__)
-        self.mapping_ = NeuralW2Transport(**self.get_params()).fit((Xs, Xt))
+        self.mapping_ = NeuralW2Transport(**self.get_params()).fit(Xs=Xs, ys=ys, Xt=Xt, yt=yt)
         self.xs_, self.xt_ = np.asarray(Xs), np.asarray(Xt)
         self.n_features_in_ = self.mapping_.n_features_in_
         return self

@@ -9,45 +9,33 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from skmetaot._backend import check_points_input
-from skmetaot.amortize import TrainingHistory
-from skmetaot.amortize.w2_losses import (
-    AMORTIZATIONS,
-    CONJUGATE_SOLVERS,
-    DIVERGED_LOSS,
-    pretrain_identity,
-    w2_dual_step,
-)
+from skmetaot.amortize.w2_losses import AMORTIZATIONS, CONJUGATE_SOLVERS
 from skmetaot.estimators._base import (
     BaseOTEstimator,
     check_non_negative_int,
     check_positive_float,
     check_positive_int,
 )
+from skmetaot.estimators._domain_check import DomainMoments
+from skmetaot.estimators._neural_w2_inputs import TARGET_DISTRIBUTIONS, W2Inputs
+from skmetaot.estimators._neural_w2_training import (
+    DEFAULT_LEARNING_RATES,
+    W2Training,
+    default_hidden_sizes,
+)
 from skmetaot.estimators._potential import TransportPotential
 from skmetaot.estimators._standardise import Standardisation
-from skmetaot.measures import as_pairs
-from skmetaot.metrics import uvp
-from skmetaot.nn import ICNN, MLPPotential, ResidualAmortizer
 from skmetaot.nn.icnn import QUADRATIC_TERMS
 
 POTENTIALS = ("icnn", "mlp")
-#: Named target measures for ``fit(X)`` on a plain array.
-TARGET_DISTRIBUTIONS = ("normal",)
-#: Peak learning rates for schedules of thousands of steps (the reference's 5e-4 is tuned for
-#: 250k steps); ICNNs, whose positive weights learn slowly, need the larger one.
-DEFAULT_LEARNING_RATES = {"icnn": 1e-2, "mlp": 3e-3}
+__all__ = ["DEFAULT_LEARNING_RATES", "TARGET_DISTRIBUTIONS", "NeuralW2Transport",
+           "default_hidden_sizes"]
 
 
-def default_hidden_sizes(dim: int) -> tuple[int, int, int]:
-    """The reference widths for dimension ``dim``: ``(2k, 2k, k)`` with ``k = max(dim, 32)``."""
-    base = max(int(dim), 32)
-    return (2 * base, 2 * base, base)
-
-
-class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator):
+class NeuralW2Transport(W2Inputs, W2Training, OneToOneFeatureMixin, TransformerMixin,
+                        BaseOTEstimator):
     """Wasserstein-2 map between two measures from a neural dual potential (Brenier).
 
     Learns a potential ``f`` maximising the Kantorovich dual
@@ -82,7 +70,14 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
     Given a ``target``, the estimator is a scikit-learn transformer on plain 2-D arrays:
     ``fit(X)`` learns the map from the distribution of the rows of ``X`` to the target, and
     ``transform`` maps each row independently (so it can stand in a ``Pipeline`` and run
-    scikit-learn's estimator checks).
+    scikit-learn's estimator checks). ``fit(Xs, ys, Xt)`` takes ``ot.da``'s order (labels are
+    checked, not used). For domain adaptation, a map is applied to source data only: in a
+    ``Pipeline([NeuralW2Transport(target=Xt), classifier])``, ``predict`` on target data
+    would map the target a second time, so ``transform`` issues a
+    :class:`~skmetaot.estimators.TargetDataWarning` when its points look like the target's;
+    a target-to-source map fitted on ``(Xt, Xs)`` in front of a source classifier (both
+    behind ``FrozenEstimator``) or :mod:`skmetaot.da` are the arrangements that work (see
+    :ref:`domain_adaptation`).
 
     Input validation: pairs ``(Xs, Xt)`` are read by :func:`skmetaot.as_pairs` (NaN or inf,
     negative or all-zero weights, empty measures, mismatched dimensions, object, string or
@@ -274,91 +269,36 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         tags.transformer_tags.preserves_dtype = [str(self.dtype or "float32")]
         return tags
 
-    def _check_target(self) -> None:
-        if isinstance(self.target, str) and self.target not in TARGET_DISTRIBUTIONS:
-            raise ValueError(f"target={self.target!r} is not one of {TARGET_DISTRIBUTIONS}, "
-                             "None or an array of target samples")
-
-    def _target_samples(self, n_samples: int, n_features: int,
-                        generator: torch.Generator) -> np.ndarray:
-        if isinstance(self.target, str):
-            return torch.randn(n_samples, n_features, generator=generator,
-                               dtype=torch.float64).numpy()
-        target = check_array(self.target, dtype=FLOAT_DTYPES, ensure_min_samples=2,
-                             input_name="target")
-        if target.shape[1] != n_features:
-            raise ValueError(f"target has {target.shape[1]} features, but X has {n_features}")
-        return target
-
-    def _as_fit_pair(self, X: Any) -> Any:
-        """The pair to fit: ``X`` itself, or ``(X, target samples)`` when ``target`` is set."""
-        self.__dict__.pop("n_features_in_", None)
-        self.__dict__.pop("feature_names_in_", None)
-        if self.target is None:
-            return X
-        check_points_input(X, "X")
-        if isinstance(X, torch.Tensor):
-            X = X.detach().cpu()  # scikit-learn reads tensors through numpy, on the CPU only
-        return self._with_target(validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2))
-
-    def _with_target(self, points: Any) -> tuple[Any, np.ndarray]:
-        """``(points, target samples)``: at least a batch of target samples, as many as points."""
-        samples = max(len(points), self.batch_size)
-        return points, self._target_samples(samples, points.shape[1], self._generator)
-
-    def _check_points(self, X: Any) -> Any:
-        """Validate points to map: scikit-learn's checks for arrays, shapes for tensors."""
-        check_is_fitted(self, "potential_")
-        check_points_input(X, "X")
-        if isinstance(X, torch.Tensor):
-            return X
-        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
-
-    def _single_pair(self, pairs: Any) -> tuple[torch.Tensor, ...]:
-        """The one pair ``(x, a, y, b)`` this estimator transports, on its device and dtype."""
-        if isinstance(pairs, (np.ndarray, torch.Tensor)) and pairs.ndim == 2:
-            raise ValueError(f"expected one pair (Xs, Xt), got one array of shape "
-                             f"{tuple(pairs.shape)}; to fit a plain array, set target='normal' "
-                             "(or target samples)")
-        pairs = as_pairs(pairs)
-        if pairs.n_pairs != 1:
-            raise ValueError(f"NeuralW2Transport learns one map and takes one pair (Xs, Xt), "
-                             f"got {pairs.n_pairs} pairs; use MetaICNNTransport for "
-                             "collections")
-        if hasattr(self, "n_features_in_") and pairs.dim != self.n_features_in_:
-            raise ValueError(f"the pair has dimension {pairs.dim}, but the estimator was "
-                             f"fitted on dimension {self.n_features_in_}")
-        if pairs.shared_support:  # histograms on shared supports: the supports are (n, d)
-            return pairs.x, pairs.a[0], pairs.y, pairs.b[0]
-        return pairs.x[0], pairs.a[0], pairs.y[0], pairs.b[0]
-
-    def _standardisation(self) -> Standardisation:
-        """The fitted similarity (the identity for models saved before it existed)."""
-        shift = getattr(self, "shift_", np.zeros(self.n_features_in_))
-        return Standardisation(torch.as_tensor(shift, dtype=torch.float64),
-                               torch.tensor(float(getattr(self, "scale_", 1.0)),
-                                            dtype=torch.float64))
-
-    def _training_data(self, pair: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """A pair in the user's units, standardised, on the estimator's device and dtype."""
-        x, a, y, b = pair
-        standard = self._standardisation()
-        x, y = standard.apply(x, self._dtype_), standard.apply(y, self._dtype_)
-        return tuple(t.to(self._device_, self._dtype_) for t in (x, a, y, b))
-
     # -- training -----------------------------------------------------------------------------
-    def fit(self, X: Any, y: None = None, *,
+    def fit(self, X: Any = None, y: Any = None, Xt: Any = None, yt: Any = None, *,
+            Xs: Any = None, ys: Any = None,
             validation: tuple[Any, Any] | Callable[[NeuralW2Transport], float] | None = None,
             validate_every: int | None = None) -> NeuralW2Transport:
         """Learn the W2 map of one pair of measures.
 
+        Three forms: ``fit((Xs, Xt))``, one pair; ``fit(Xs, ys, Xt)`` (or ``fit(Xs=Xs,
+        Xt=Xt)``), the order of ``ot.da``; and, with a ``target``, ``fit(X)`` on a plain
+        array, as a scikit-learn transformer.
+
         Parameters
         ----------
         X : (Xs, Xt), anything :func:`skmetaot.as_pairs` accepts holding one pair, or an array
-            Samples (or weighted points) of the source and the target measure; with a
-            ``target``, an array of shape (n_samples, n_features) of source samples.
-        y : None
-            Ignored.
+            Samples (or weighted points) of the source and the target measure; with ``Xt`` or
+            a ``target``, an array of shape (n_samples, n_features) of source samples.
+        y : array-like of shape (n_source_samples,), optional
+            Labels of the source samples, not used by the map: a Brenier map transports the
+            source distribution as a whole, whatever its classes. They are accepted so that
+            ``ot.da``'s ``fit(Xs, ys, Xt)`` and a ``Pipeline``'s ``fit(X, y)`` run, and a
+            number of labels other than of source samples raises a ``ValueError``.
+            (Couplings that use labels: ``skmetaot.da.SinkhornTransport``, as ``ot.da``'s.)
+        Xt : array-like of shape (n_target_samples, n_features), optional
+            Samples of the target measure (``ot.da``'s argument), with ``target=None``.
+        yt : array-like of shape (n_target_samples,), optional
+            Target labels (-1 for unlabelled samples), checked like ``y`` and not used; a
+            ``UserWarning`` says so when some are labelled (``ot.da``'s couplings would use
+            them).
+        Xs, ys : optional
+            ``ot.da``'s names for ``X`` and ``y`` (give one name of each).
         validation : (X, T_X) or callable, optional
             Points with their exact images under the true map (the history then records the
             L2-UVP, in percent), or ``validation(estimator) -> float``.
@@ -368,32 +308,28 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            For a missing source, ``Xt`` given with a ``target``, ``yt`` without ``Xt``,
+            labels whose number differs from the samples', and invalid samples (see the class
+            notes).
+        TypeError
+            When ``X`` and ``Xs`` (or ``y`` and ``ys``) are both given.
         """
         self._check_params()
         self._check_target()
         self._device_, self._dtype_ = self._torch_device(), self._torch_dtype()
         self._generator = self._seed_generator()
-        pair = self._single_pair(self._as_fit_pair(X))
+        pair = self._fit_pair(X, y, Xt, yt, Xs, ys)
         self.n_features_in_ = dim = int(pair[0].shape[1])
         standard = Standardisation.from_points(*pair)
         self.shift_ = standard.shift.cpu().numpy()
         self.scale_ = float(standard.scale)
         data = self._training_data(pair)
-        hidden = tuple(self.hidden_layer_sizes or default_hidden_sizes(dim))
-        if self.potential == "icnn":
-            potential = ICNN(dim, hidden, activation=self.activation, quadratic=self.quadratic,
-                             generator=self._generator)
-        else:
-            potential = MLPPotential(dim, hidden, activation=self.activation)
-        self.potential_ = potential.to(self._device_, self._dtype_)
-        self.amortizer_ = ResidualAmortizer(dim, hidden, activation=self.activation).to(
-            self._device_, self._dtype_)
-        self.optimizer_ = None
-        self.n_iter_ = 0
-        self._history = TrainingHistory()
-        self._metrics: dict[str, list[float]] = {"dual": [], "amortization_loss": [],
-                                                 "conjugate_iterations": [],
-                                                 "pretrain_loss": []}
+        self._domain_moments = DomainMoments.from_pair(*data)
+        self._initialise(dim)
         self._pretrain(data)
         return self._train(data, self.max_iter, validation, validate_every,
                            checkpoint_data=data)
@@ -439,72 +375,6 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         state["_data"] = None
         return state
 
-    def _pretrain(self, data: tuple[torch.Tensor, ...]) -> None:
-        self._metrics["pretrain_loss"] += pretrain_identity(
-            self.potential_, torch.cat([data[0], data[2]]), self.pretrain_iter,
-            self.batch_size, self._generator)
-
-    def _draw(self, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if bool((weights == weights[0]).all()):
-            pick = torch.randint(len(points), (self.batch_size,), generator=self._generator)
-        else:
-            pick = torch.multinomial(weights.cpu().double(), self.batch_size,
-                                     replacement=True, generator=self._generator)
-        return points[pick.to(points.device)]
-
-    def _train(self, data: tuple[torch.Tensor, ...], n_steps: int, validation: Any,
-               validate_every: int | None,
-               checkpoint_data: tuple | None = None) -> NeuralW2Transport:
-        self._data = data
-        x, a, y, b = data
-        modules = torch.nn.ModuleDict({"potential": self.potential_,
-                                       "amortizer": self.amortizer_})
-
-        standard = self._standardisation()
-
-        def step_loss(step: int) -> torch.Tensor:
-            batch_x, batch_y = self._draw(x, a), self._draw(y, b)
-            out = w2_dual_step(self.potential_, self.amortizer_, batch_x, batch_y,
-                               amortization=self.amortization, conjugate=self.conjugate,
-                               conjugate_tol=self.conjugate_tol,
-                               conjugate_max_iter=self.conjugate_max_iter,
-                               cycle_weight=self.cycle_weight)
-            self._metrics["dual"].append(float(standard.dual(
-                out.problem_duals, batch_x.detach().mean(0), batch_y.detach().mean(0))))
-            self._metrics["amortization_loss"].append(out.amortization_loss)
-            self._metrics["conjugate_iterations"].append(out.conjugate_iterations)
-            # Progress is the dual (the amortization loss's level moves with f).
-            return out.loss, -out.dual
-
-        learning_rate = self.learning_rate or DEFAULT_LEARNING_RATES[self.potential]
-        # The dual is of the order of the (standardised) second moments; far beyond them it is
-        # diverging.
-        scale = float((x * x).sum(-1).mean() + (y * y).sum(-1).mean()) + 1.0
-        optimizer = self._live_optimizer(
-            "optimizer_", modules.parameters(),
-            lambda params: torch.optim.AdamW(params, lr=learning_rate, betas=(0.5, 0.5),
-                                             weight_decay=self.weight_decay))
-        validate = self._validator(validation)
-        every = validate_every or max(1, n_steps // 20)
-        self._train_loop(
-            modules, step_loss, optimizer, n_steps=n_steps, checkpoint_data=checkpoint_data,
-            learning_rate=learning_rate, grad_clip=self.grad_clip, validate=validate,
-            validate_every=every if validate else 0, description="NeuralW2Transport",
-            max_abs_loss=DIVERGED_LOSS * scale)
-        return self
-
-    def _validator(self, validation: Any) -> Callable[[], float] | None:
-        if validation is None:
-            return None
-        if callable(validation):
-            return lambda: float(validation(self))
-        if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-            raise TypeError("validation must be (X, T_X) with the true map's images, or a "
-                            "callable taking the estimator")
-        points, images = validation
-        variance = float(np.var(np.asarray(images, dtype=float), axis=0).sum())
-        return lambda: uvp(self.transform(points), images, target_variance=variance)
-
     @property
     def history_(self) -> dict[str, Any]:
         """Training history (see the class docstring)."""
@@ -546,12 +416,29 @@ class NeuralW2Transport(OneToOneFeatureMixin, TransformerMixin, BaseOTEstimator)
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Points of the source domain.
 
         Returns
         -------
         ndarray or torch.Tensor of shape (n_samples, n_features)
+
+        Warns
+        -----
+        skmetaot.estimators.TargetDataWarning
+            When ``X`` (20 points or more) looks like a sample of the target measure rather
+            than of the source: its per-coordinate means and spreads are at least 4 times
+            closer (in squared distance) to the target's than to the source's, and far from
+            the source's beyond sampling noise. That is what ``predict`` of a
+            ``Pipeline([NeuralW2Transport(target=Xt), classifier])`` does on target data; the
+            message says which arrangements work (see :ref:`domain_adaptation`).
         """
-        return self._fitted_potential().transform(self._check_points(X))
+        points = self._check_points(X)
+        mapped = self._fitted_potential().transform(points)  # validates tensors' shapes too
+        moments = getattr(self, "_domain_moments", None)  # None in models saved before it
+        if moments is not None:
+            moments.warn_if_target(self._standardisation().apply(torch.as_tensor(points),
+                                                                  torch.float64))
+        return mapped
 
     def inverse_transform(self, X: Any) -> Any:
         """Pull target points back: the conjugate's argmin, amortized then solved.
