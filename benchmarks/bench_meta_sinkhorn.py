@@ -8,10 +8,12 @@ Usage::
         # learning curves (error after one update, iterations) at checkpoints of training;
         # the trained models stay in runs/ and the tables above can evaluate them:
     python benchmarks/bench_meta_sinkhorn.py --problems sphere --model runs/curve_sphere_default.pkl
+    python benchmarks/bench_meta_sinkhorn.py --peers   # MNIST: ours vs OTT-JAX's MetaInitializer,
+        # each trained 300 s on the same fresh pairs (--train-seconds; --quick: 40 s; --smoke)
 
 Writes ``benchmarks/results/bench_meta_sinkhorn.{json,md}`` (``--problems mnist`` alone:
 ``bench_meta_sinkhorn_mnist``; ``sphere`` alone: ``bench_meta_sinkhorn_sphere``) and prints the
-tables.
+tables; ``--peers`` writes ``bench_meta_peers[_quick|_smoke][_cuda].{json,md}``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ from skmetaot._benchmarks.common import write_results
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke-test run")
+    parser.add_argument("--smoke", action="store_true",
+                        help="with --peers: a tiny model, seconds of training")
+    parser.add_argument("--device", default="cpu", help="torch device of our estimators")
+    parser.add_argument("--peers", action="store_true",
+                        help="ours against OTT-JAX's MetaInitializer (MNIST, batch 1)")
+    parser.add_argument("--no-ott", action="store_true",
+                        help="with --peers: ours only (prediction, refinement, cold solve)")
+    parser.add_argument("--train-seconds", type=float, default=None,
+                        help="with --peers: training budget of each model (default: 300, "
+                             "--quick 40, --smoke 2)")
     parser.add_argument("--problems", nargs="+", default=["mnist", "sphere"],
                         choices=["mnist", "sphere"])
     parser.add_argument("--seed", type=int, default=0)
@@ -47,6 +59,21 @@ def main() -> None:
                         help="a curve's saved state: evaluate its model instead of training one "
                              "(one problem at a time)")
     args = parser.parse_args()
+    if args.peers:
+        import _meta_peers  # imports _peers first, which pins XLA to one thread
+        import torch
+
+        torch.set_num_threads(1)
+        mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+        payload = _meta_peers.run(mode, seed=args.seed, device=args.device, ott=not args.no_ott,
+                                  train_seconds=args.train_seconds)
+        name = "bench_meta_peers" + ("" if mode == "full" else f"_{mode}")
+        name += "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
+        write_results(name, payload, payload["table"], args.out)
+        print(payload["table"])
+        return
+    if args.smoke:
+        parser.error("--smoke goes with --peers")
     if args.curve:
         suffix = "_".join(args.problems) + ("_quick" if args.quick else "")
         payload = meta_curves.run(tuple(args.problems), seconds=args.seconds, quick=args.quick,
@@ -84,11 +111,12 @@ def main() -> None:
             print(table)
             return
     payload = meta_sinkhorn.run(args.quick, seed=args.seed, problems=tuple(args.problems),
-                                model=model)
+                                model=model, device=args.device)
     name = "bench_meta_sinkhorn"
     if sorted(args.problems) != ["mnist", "sphere"]:
         name += "_" + "_".join(args.problems)  # a partial run keeps the full run's file
     name += "_quick" if args.quick else ""
+    name += "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
     write_results(name, payload, payload["table"], args.out)
     print(payload["table"])
 

@@ -226,16 +226,19 @@ def run_problem(name: str, est: MetaSinkhornTransport, train_pairs, test_pairs, 
 
 
 def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
-        progress: bool = True, model: MetaSinkhornTransport | None = None) -> dict[str, Any]:
+        progress: bool = True, model: MetaSinkhornTransport | None = None,
+        device: str = "cpu") -> dict[str, Any]:
     """B1 and B2; returns the payload with tables.
 
     Training draws fresh pairs at every step (:func:`~skmetaot.datasets.mnist_pair_sampler`,
     :func:`~skmetaot.datasets.sphere_supply_demand_sampler`). ``model``: a fitted estimator
-    (of the one problem in ``problems``) to evaluate instead of training one.
+    (of the one problem in ``problems``) to evaluate instead of training one. ``device``: where
+    the estimators it builds train and solve.
     """
     results, tables = {}, []
     if "mnist" in problems:
-        est = model or mnist_estimator(quick, seed, verbose=int(progress))
+        est = model or mnist_estimator(quick, seed, verbose=int(progress)).set_params(
+            device=device)
         train_pairs = None if model is not None else mnist_pair_sampler(
             est.batch_size, split="train", random_state=seed)
         test_pairs = make_mnist_pairs(128, split="test", random_state=seed + 1, dtype="float32")
@@ -254,7 +257,8 @@ def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
         # CPU budget: the cold sphere solve (eps=1e-3) takes thousands of iterations, so B2 uses
         # 16 held-out pairs, one run per pair and init for both tolerances, batches of 8 and no
         # POT rows (POT's dense numpy solve is slower still).
-        est = model or sphere_estimator(quick, seed, verbose=int(progress))
+        est = model or sphere_estimator(quick, seed, verbose=int(progress)).set_params(
+            device=device)
         train_pairs = None if model is not None else sphere_supply_demand_sampler(
             est.batch_size, random_state=seed, dtype="float32", **size)
         results["sphere"] = run_problem("sphere", est, train_pairs, test_pairs,
@@ -276,7 +280,8 @@ def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
         markdown_table(pot_rows, POT_COLUMNS),
     ]
     return {"benchmark": "B1/B2 meta (bench_meta_sinkhorn)", "seed": seed, "quick": quick,
-            "machine": machine_info(), "results": results, "table": "\n\n".join(tables),
+            "machine": machine_info(torch.device(device)), "results": results,
+            "table": "\n\n".join(tables),
             "notes": ["Seconds include computing the initialisation (meta: the network's "
                       "forward pass; gaussian: the Gaussian fit).",
                       "Errors are the L1 marginal error of eq. (7), both marginals.",

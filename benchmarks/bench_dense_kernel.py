@@ -1,0 +1,271 @@
+"""Sphere-sized dense problems: seconds per pair-iteration against peers and the bandwidth limit.
+
+Usage::
+
+    python benchmarks/bench_dense_kernel.py            # 100 x 10,000, batch 1 and 16 (~4 min)
+    python benchmarks/bench_dense_kernel.py --quick    # fewer repeats and iterations
+    python benchmarks/bench_dense_kernel.py --smoke    # 100 x 1,000, ours only, seconds
+    python benchmarks/bench_dense_kernel.py --device cuda --peers   # ours on CUDA, no peers
+
+The B2 instances (:func:`skmetaot.datasets.make_sphere_supply_demand`: 100 supply points, 10,000
+demand points on the unit sphere, geodesic cost, eps = 1e-3, float32) are solved from zeros
+for exactly K1 and K2 iterations by each solver (a tolerance no solver meets; OTT: threshold 0;
+POT: ``stopThr=0``), and the cost of one pair-iteration is ``(t(K2) - t(K1)) / ((K2 - K1) B)``
+at batch size B, which leaves out each call's fixed cost (building the cost, compiling). Solvers:
+
+* skmetaot ``sinkhorn(pairs, cost="spherical", geometry="dense")`` (public API), batch 1 and B;
+* OTT-JAX ``Geometry(cost_matrix=C)`` (the precomputed cost, passed to the compiled function)
+  and ``PointCloud`` with the same geodesic cost as a ``CostFn`` (OTT computes it on the fly),
+  jit, batch 1 and ``vmap`` over B, OTT's default ``inner_iterations=10``;
+* POT ``sinkhorn_log`` (numpy), batch 1.
+
+The memory-bandwidth limit: a log-domain iteration reads the (n, m) cost (or kernel) twice,
+once for each potential, so one pair-iteration moves at least ``2 n m`` numbers; the machine's
+streaming read bandwidth (a large torch ``sum``, one thread) turns that into seconds. A batch
+that shares the cost could in principle read it once for all its pairs; the limit quoted is the
+per-pair one, the figure for a lone problem. A log-sum-exp also takes an exponential per entry:
+the ``torch.exp`` throughput on a cost-sized buffer gives the compute floor, quoted beside the
+bandwidth one. The error column (L1, eq. (7), float64, after K2
+iterations) checks that every solver ran the same iterations.
+
+Writes ``benchmarks/results/bench_dense_kernel[_quick|_smoke][_cuda].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import _peers
+import numpy as np
+import torch
+
+from skmetaot import sinkhorn
+from skmetaot._benchmarks.common import machine_info, markdown_table, write_results
+from skmetaot.costs import SPHERICAL_SHRINK, spherical
+from skmetaot.datasets import make_sphere_supply_demand
+
+EPSILON = 1e-3
+MODES = {
+    "full": dict(n_demand=10_000, batch=16, iters=(20, 60), pot_iters=(5, 15), repeats=3,
+                 dtypes=("float32", "float64")),
+    "quick": dict(n_demand=10_000, batch=16, iters=(10, 30), pot_iters=(3, 9), repeats=1,
+                  dtypes=("float32",)),
+    "smoke": dict(n_demand=1_000, batch=4, iters=(5, 15), pot_iters=(2, 6), repeats=1,
+                  dtypes=("float32",)),
+}
+COLUMNS = ["dtype", "solver", "batch", "s per pair-iteration", "s/pair-iter incl. fixed",
+           "limit / this", "this / ours", "error after K2", "compile s"]
+
+
+def read_bandwidth(device: torch.device, n_bytes: int, repeats: int = 5) -> dict:
+    """Bandwidth of ``device`` in GB/s over a buffer of ``n_bytes``: ``sum`` (read), ``copy_``."""
+    n = n_bytes // 4
+    source = torch.ones(n, dtype=torch.float32, device=device)
+    target = torch.empty_like(source)
+
+    def best(function) -> float:
+        times = []
+        for _ in range(repeats + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            function()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        return min(times[1:])  # the first run pays for page faults
+
+    read = source.numel() * 4 / best(source.sum) / 1e9
+    copy = 2 * source.numel() * 4 / best(lambda: target.copy_(source)) / 1e9
+    return {"read GB/s": read, "copy GB/s (read + write)": copy, "buffer MB": n_bytes / 2**20}
+
+
+def exp_throughput(device: torch.device, n: int, dtype: str, repeats: int = 20) -> float:
+    """Exponentials per second of ``torch.exp`` over ``n`` entries (cost-sized, one thread)."""
+    values = -torch.rand(n, dtype=getattr(torch, dtype), device=device)
+    out = torch.empty_like(values)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        torch.exp(values, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return n / min(times[1:])
+
+
+def _two_counts(function, iters: tuple[int, int], repeats: int, batch: int):
+    """Seconds per pair-iteration from runs of K1 and K2 iterations, interleaved; results."""
+    first, second, result = [], [], None
+    for _ in range(repeats):
+        for k, store in zip(iters, (first, second), strict=True):
+            start = time.perf_counter()
+            result = function(k)
+            store.append(time.perf_counter() - start)
+    t1, t2 = float(np.median(first)), float(np.median(second))
+    per = max(t2 - t1, 0.0) / ((iters[1] - iters[0]) * batch)
+    return per, t2 / (iters[1] * batch), result
+
+
+def measure(dtype: str, settings: dict, peers: list[str], device: torch.device,
+            seed: int) -> list[dict[str, Any]]:
+    """Rows for one dtype: ours and each peer at batch 1 and B."""
+    batch = settings["batch"]
+    pairs = make_sphere_supply_demand(batch, random_state=seed + 10_000, dtype=dtype,
+                                      n_demand=settings["n_demand"])
+    cost64 = spherical(pairs.x.double(), pairs.y.double())
+    a64, b64 = pairs.a.double().numpy(), pairs.b.double().numpy()
+    pairs = pairs.to(device=device)
+    rows = []
+
+    def ours(sub):
+        def solve(k):
+            result = sinkhorn(sub, cost="spherical", epsilon=EPSILON, tol=1e-30, max_iter=k,
+                              geometry="dense", warn=False)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return result
+        return solve
+
+    cases = []  # (name, batch, solve(k) -> (f, g), compile seconds)
+    for size in (1, batch):
+        solve = ours(pairs[:size])
+        solve(settings["iters"][0])  # warm-up
+        cases.append(("skmetaot sinkhorn (dense)", size, solve, None))
+    if "ott" in peers:
+        x, y = pairs.x.cpu().numpy(), pairs.y.cpu().numpy()
+        cost = cost64.numpy()
+        for name, make, args in (
+                ("OTT Geometry(cost_matrix)", _peers.ott_cost_matrix(EPSILON), (cost,)),
+                ("OTT PointCloud (geodesic)",
+                 _peers.ott_spherical_pointcloud(EPSILON, SPHERICAL_SHRINK), (x, y))):
+            for size in (1, batch):
+                shape = slice(0, size) if size > 1 else 0
+                solvers, seconds = {}, 0.0
+                for k in settings["iters"]:
+                    solvers[k] = _peers.OttSinkhorn(make, 0.0, dtype, size > 1, max_iter=k,
+                                                    inner_iterations=min(10, k), threshold=0.0,
+                                                    geometry_args=args)
+                    seconds += solvers[k].compile(a64[shape], b64[shape])
+                cases.append((name, size, lambda k, s=solvers, c=shape: s[k](a64[c], b64[c]),
+                              seconds))
+    if "pot" in peers:
+        import ot
+
+        cost_np = cost64.numpy().astype(dtype)
+        a_pot, b_pot = pairs.a[0].cpu().numpy(), pairs.b[0].cpu().numpy()
+
+        def pot(k):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                plan = ot.sinkhorn(a_pot, b_pot, cost_np, EPSILON, method="sinkhorn_log",
+                                   numItermax=k, stopThr=0.0, warn=False)
+            return plan
+
+        cases.append(("POT sinkhorn_log", 1, pot, None))
+    ours_per = {}
+    for name, size, solve, compile_s in cases:
+        iters = settings["pot_iters"] if name.startswith("POT") else settings["iters"]
+        per, total, result = _two_counts(solve, iters, settings["repeats"], size)
+        if name.startswith("POT"):
+            error = _peers.plan_error(result, a64[0], b64[0])
+        elif name.startswith("OTT"):
+            error = float(np.median(_peers.l1_error(result[0], result[1], a64[:size],
+                                                    b64[:size], cost64, EPSILON)))
+        else:
+            error = float(np.median(_peers.l1_error(_numpy(result.f), _numpy(result.g),
+                                                    a64[:size], b64[:size], cost64, EPSILON)))
+        if name.startswith("skmetaot"):
+            ours_per[size] = per
+        rows.append({"dtype": dtype, "solver": name, "batch": size, "s per pair-iteration": per,
+                     "s/pair-iter incl. fixed": total, "error after K2": error,
+                     "iterations": f"{iters[0]} / {iters[1]}",
+                     **({"compile s": compile_s} if compile_s else {})})
+    for row in rows:
+        ours_same = ours_per.get(row["batch"], ours_per[1])
+        row["this / ours"] = row["s per pair-iteration"] / ours_same
+    return rows
+
+
+def _numpy(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true")
+    size.add_argument("--smoke", action="store_true", help="small problem, ours only")
+    parser.add_argument("--device", default="cpu", help="our torch device, e.g. cuda")
+    parser.add_argument("--peers", nargs="*", default=None, choices=["pot", "ott"],
+                        help="peers to measure (default: all installed; none: --peers)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    mode = "quick" if args.quick else "smoke" if args.smoke else "full"
+    settings = MODES[mode]
+    requested = args.peers if args.peers is not None else ([] if mode == "smoke"
+                                                           else ["pot", "ott"])
+    found, missing = _peers.available(requested)
+    device = torch.device(args.device)
+    # Streaming from memory (a buffer far larger than the caches), and over a buffer the size
+    # of one float32 cost matrix, which may stay in the caches between the two reads.
+    cost_bytes = 100 * settings["n_demand"] * 4
+    bandwidth = {"memory": read_bandwidth(device, (64 if mode == "smoke" else 512) << 20),
+                 "cost-sized": read_bandwidth(device, cost_bytes, repeats=50)}
+    rows = []
+    for dtype in settings["dtypes"]:
+        new = measure(dtype, settings, found, device, args.seed)
+        moved = 2 * 100 * settings["n_demand"] * np.dtype(dtype).itemsize
+        limits = {kind: moved / (bandwidth[kind]["read GB/s"] * 1e9) for kind in bandwidth}
+        for row in new:
+            row["limit / this"] = limits["memory"] / row["s per pair-iteration"]
+        rows += [{"dtype": dtype, "solver": f"limit: 2 n m reads at {kind} bandwidth",
+                  "batch": 1, "s per pair-iteration": limit} for kind, limit in limits.items()]
+        exps = exp_throughput(device, 100 * settings["n_demand"], dtype)
+        rows.append({"dtype": dtype, "solver": f"limit: 2 n m exp at {exps / 1e9:.2f} G exp/s",
+                     "batch": 1, "s per pair-iteration": 2 * 100 * settings["n_demand"] / exps})
+        rows += new
+        print(markdown_table(rows, COLUMNS), flush=True)
+    table = markdown_table(rows, COLUMNS)
+    notes = [
+        f"B2 instances: 100 supply x {settings['n_demand']:,} demand points, geodesic cost, "
+        f"eps={EPSILON}; batch 1 and {settings['batch']}; one thread (torch, XLA); ours on "
+        f"{device}, peers on CPU. K1/K2 = {settings['iters']} iterations "
+        f"(POT: {settings['pot_iters']}), medians of {settings['repeats']} interleaved runs.",
+        "s per pair-iteration = (t(K2) - t(K1)) / ((K2 - K1) x batch); 'incl. fixed' = "
+        "t(K2) / (K2 x batch). limit / this: the bandwidth limit over the solver's figure "
+        "(1 = at the limit). this / ours: against ours at the same batch size.",
+        "Bandwidth (" + str(device) + ", one thread): " + "; ".join(
+            f"{kind} ({b['buffer MB']:.1f} MB float32 buffer) read {b['read GB/s']:.1f} GB/s "
+            f"(sum), copy {b['copy GB/s (read + write)']:.1f} GB/s"
+            for kind, b in bandwidth.items())
+        + ". limit = 2 x 100 x n_demand x itemsize / read bandwidth; 'limit / this' uses the "
+        "memory one (the cost-sized buffer may be served from the caches, a tighter limit).",
+        "OTT: threshold 0 and max_iterations K (compiled once per K; compile s is both), "
+        "inner_iterations=10 (its default: the error is computed every 10 iterations). POT: "
+        "stopThr=0, numItermax=K.",
+        "Missing peers: " + (", ".join(missing) or "none") + "; measured: "
+        + (", ".join(f"{k} {v}" for k, v in _peers.versions(found).items()) or "none") + ".",
+    ]
+    info = machine_info(device)
+    info["torch_threads"] = torch.get_num_threads()
+    payload = {"benchmark": "dense kernel (bench_dense_kernel)", "mode": mode, "seed": args.seed,
+               "settings": settings, "bandwidth": bandwidth, "machine": info, "rows": rows,
+               "peers": found, "missing_peers": missing, "table": table, "notes": notes}
+    name = "bench_dense_kernel" + ("" if mode == "full" else f"_{mode}")
+    if device.type != "cpu":
+        name += f"_{device.type}"
+    write_results(name, payload, table, args.out)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
