@@ -17,9 +17,10 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
+from skmetaot._softmin import log_weights
 from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, DenseGeometry
 from skmetaot.solvers.entropic import CPU_BATCH_ELEMENTS
-from skmetaot.solvers.sinkhorn import scale_on_support, solve_batch
+from skmetaot.solvers.sinkhorn import scale_on_support, solve_batch, update_potential
 
 #: ``method`` values of ``ot.sinkhorn`` whose iterations are run here: the three are the same
 #: iteration (Sinkhorn-Knopp, in the log domain, or stabilised by absorption).
@@ -126,7 +127,7 @@ def _pot_iterations(cost, a, b, log_u0, reg, max_iter, stop_thr, stopping, verbo
     geometry = DenseGeometry(cost.transpose(-1, -2), reg)
     count = a.shape[0]
     # v_1 = log b - LSE_i(log_u0_i - M_ij / reg): POT's first half-iteration, over every atom.
-    next_v = torch.log(b) - geometry.lse_target(log_u0)
+    next_v = update_potential(geometry, log_u0, log_weights(b), 1)
     f_out = torch.empty_like(b)
     g_out = torch.empty_like(a)
     niter = [0] * count
@@ -163,7 +164,7 @@ def _pot_iterations(cost, a, b, log_u0, reg, max_iter, stop_thr, stopping, verbo
             niter[k] = done - 1
         f_out[active[finished]] = state.f[finished]
         g_out[active[finished]] = state.g[finished]
-        next_v = (torch.log(b[active]) - soft_min)[~finished]
+        next_v = (log_weights(b[active]) - soft_min)[~finished]
         active = active[~finished]
     return g_out, f_out, niter, errors, converged
 

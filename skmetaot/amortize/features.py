@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from skmetaot._softmin import log_weights
 from skmetaot.geometry import DenseGeometry, GridGeometry
 from skmetaot.solvers.sinkhorn import scale_on_support, sweep
 
@@ -54,10 +55,11 @@ def first_sinkhorn_step(
     """
     with torch.no_grad():
         scaled_f = scale_on_support(torch.zeros_like(a), a, geometry.epsilon)
-        _, soft_min = sweep(geometry, scaled_f, torch.log(b))
-        pooled = torch.exp(scaled_f + soft_min)  # exp(-inf) = 0 off the support
-        first_f = torch.where(a > 0, geometry.epsilon * (torch.log(a) - soft_min),
-                              torch.zeros_like(a))
+        _, soft_min = sweep(geometry, scaled_f, log_weights(b))
+        # The a-marginal exp(F + k): 0 off the support (masked, not exp(-inf): a slow path).
+        off = a <= 0
+        pooled = soft_min.masked_fill(off, 0.0).exp_().masked_fill_(off, 0.0)
+        first_f = (geometry.epsilon * (log_weights(a) - soft_min)).masked_fill_(off, 0.0)
     return pooled, first_f
 
 

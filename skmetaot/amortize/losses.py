@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from skmetaot._softmin import log_weights
 from skmetaot.geometry import DenseGeometry, GridGeometry
 from skmetaot.solvers.sinkhorn import (
     c_transform,
@@ -98,10 +99,10 @@ def unrolled_marginal_error(
     >>> f.grad.shape
     torch.Size([1, 2])
     """
-    log_a, log_b = torch.log(a), torch.log(b)
+    log_a, log_b = log_weights(a), log_weights(b)
     scaled_f = scale_on_support(f, a, geometry.epsilon)
     _, soft_min = sweep(geometry, scaled_f, log_b)
     for _ in range(n_steps):
-        scaled_f = log_a - soft_min  # stays -inf on zero-weight atoms
+        scaled_f = log_a - soft_min  # the f half-step; stays -inf on zero-weight atoms
         _, soft_min = sweep(geometry, scaled_f, log_b)
     return source_marginal_error(scaled_f, soft_min, a)

@@ -4,7 +4,13 @@ from skmetaot.solvers.conjugate import ConjugateResult, conjugate, solve_conjuga
 from skmetaot.solvers.convergence import sinkhorn_convergence
 from skmetaot.solvers.entropic import SinkhornResult, sinkhorn, solve_pairs
 from skmetaot.solvers.initializers import gaussian_init, zeros_init
-from skmetaot.solvers.sinkhorn import SinkhornState, c_transform, solve_batch, transport_plan
+from skmetaot.solvers.sinkhorn import (
+    SinkhornState,
+    c_transform,
+    solve_batch,
+    transport_plan,
+    update_potential,
+)
 
 __all__ = [
     "ConjugateResult",
@@ -19,5 +25,6 @@ __all__ = [
     "solve_conjugate",
     "solve_pairs",
     "transport_plan",
+    "update_potential",
     "zeros_init",
 ]

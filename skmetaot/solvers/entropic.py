@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from skmetaot._backend import ArrayKind, as_float_tensor, resolve_device, resolve_dtype
+from skmetaot._softmin import log_weights
 from skmetaot.costs import CostSpec, is_sqeuclidean
 from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, make_geometry
 from skmetaot.measures import MeasurePairs, as_pairs
@@ -23,6 +24,7 @@ from skmetaot.solvers.sinkhorn import (
     scale_on_support,
     solve_batch,
     transport_plan,
+    update_potential,
     warn_unconverged,
 )
 
@@ -82,7 +84,7 @@ def _initial_f(init: Any, geometry, tensors, indices, pairs: MeasurePairs) -> to
         return _gather_potential(f_given, indices, a, "init f")
     g = _gather_potential(g_given, indices, b, "init g")
     scaled_g = scale_on_support(g, b, geometry.epsilon)
-    return geometry.epsilon * (torch.log(a) - geometry.lse_target(scaled_g))
+    return geometry.epsilon * update_potential(geometry, scaled_g, log_weights(a), 1)
 
 
 def _gather_potential(values: Any, indices: list[int], like: torch.Tensor, name: str):

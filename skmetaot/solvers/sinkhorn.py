@@ -86,6 +86,44 @@ def scale_on_support(potential: torch.Tensor, weights: torch.Tensor, epsilon: fl
                        torch.full_like(potential, float("-inf")))
 
 
+def update_potential(geometry: Geometry, potential: torch.Tensor, log_weights: torch.Tensor,
+                     axis: int) -> torch.Tensor:
+    """The Sinkhorn half-step, in scaled units: the one implementation every caller uses.
+
+    ``axis=0`` updates the target potential from the source one,
+    ``G_j = log b_j - LSE_i(F_i - C_ij / eps)`` (the c-transform: the b-marginal of (F, G) is
+    then exact); ``axis=1`` the source potential from the target one,
+    ``F_i = log a_i - LSE_j(G_j - C_ij / eps)``. As OTT-JAX's
+    ``Geometry.update_potential``, in log space.
+
+    Parameters
+    ----------
+    geometry : DenseGeometry, GridGeometry or OnlineGeometry
+    potential : torch.Tensor of shape (B, n) for axis 0, (B, m) for axis 1
+        The other side's potential divided by epsilon, -inf on zero-weight atoms.
+    log_weights : torch.Tensor of shape (B, m) for axis 0, (B, n) for axis 1
+        Log weights of the side being updated (:func:`~skmetaot._softmin.log_weights`: -inf on
+        zero weights).
+    axis : {0, 1}
+
+    Returns
+    -------
+    torch.Tensor
+        The updated scaled potential (-inf on zero-weight atoms).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmetaot.geometry import DenseGeometry
+    >>> geometry = DenseGeometry(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), epsilon=1.0)
+    >>> log_b = torch.log(torch.tensor([[0.5, 0.5]]))
+    >>> update_potential(geometry, torch.zeros(1, 2), log_b, axis=0)
+    tensor([[-1.0064, -1.0064]])
+    """
+    reduce = geometry.lse_source if axis == 0 else geometry.lse_target
+    return log_weights - reduce(potential)
+
+
 def sweep(geometry: Geometry, scaled_f: torch.Tensor, log_b: torch.Tensor):
     """One g-update and the soft-min of the following f-update, in scaled units.
 
@@ -105,7 +143,7 @@ def sweep(geometry: Geometry, scaled_f: torch.Tensor, log_b: torch.Tensor):
     scaled_g : torch.Tensor of shape (B, m)
     soft_min : torch.Tensor of shape (B, n)
     """
-    scaled_g = log_b - geometry.lse_source(scaled_f)
+    scaled_g = update_potential(geometry, scaled_f, log_b, 0)
     return scaled_g, geometry.lse_target(scaled_g)
 
 
@@ -438,4 +476,4 @@ def c_transform(
     tensor([[0.2500, 0.7500]], dtype=torch.float64)
     """
     eps = geometry.epsilon
-    return eps * (torch.log(b) - geometry.lse_source(scale_on_support(f, a, eps)))
+    return eps * update_potential(geometry, scale_on_support(f, a, eps), log_weights(b), 0)
