@@ -19,6 +19,7 @@ recomputed in float64 from the returned potentials against the original weights.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -145,6 +146,7 @@ def run(mode: str = "full", *, seed: int = 0, device: str = "cpu", ott: bool = T
     dict
     """
     settings = dict(MODES[mode])
+    load = os.getloadavg()[0]
     if train_seconds is not None:
         settings["train_seconds"] = float(train_seconds)
     found, missing = _peers.available(["ott"] if ott else [])
@@ -263,6 +265,7 @@ def run(mode: str = "full", *, seed: int = 0, device: str = "cpu", ott: bool = T
         "potentials against the original weights; met = below tol.",
         "Missing peers: " + (", ".join(missing) or "none") + "; measured: "
         + (", ".join(f"{k} {v}" for k, v in _peers.versions(found).items()) or "none") + ".",
+        _peers.load_note(load),
     ]
     info = machine_info(torch.device(device))
     info["torch_threads"] = torch.get_num_threads()

@@ -55,6 +55,13 @@ def versions(peers: list[str]) -> dict[str, str]:
     return out
 
 
+def load_note(start: float) -> str:
+    """The 1-minute load average at the start (``start``) and now, for the notes."""
+    return (f"Load average (1 min) at the start and the end: {start:.1f}, "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above 1, other processes "
+            "shared them: absolute times are inflated, the interleaved ratios less so).")
+
+
 def floor_weights(weights: np.ndarray, floor: float = WEIGHT_FLOOR) -> np.ndarray:
     """Weights with every entry at least ``floor``, rows renormalised to sum to one."""
     floored = np.maximum(np.asarray(weights, dtype=np.float64), floor)

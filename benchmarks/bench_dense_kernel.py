@@ -34,6 +34,7 @@ Writes ``benchmarks/results/bench_dense_kernel[_quick|_smoke][_cuda].{json,md}``
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -50,7 +51,7 @@ from skmetaot.datasets import make_sphere_supply_demand
 
 EPSILON = 1e-3
 MODES = {
-    "full": dict(n_demand=10_000, batch=16, iters=(20, 60), pot_iters=(5, 15), repeats=3,
+    "full": dict(n_demand=10_000, batch=16, iters=(10, 40), pot_iters=(5, 15), repeats=2,
                  dtypes=("float32", "float64")),
     "quick": dict(n_demand=10_000, batch=16, iters=(10, 30), pot_iters=(3, 9), repeats=1,
                   dtypes=("float32",)),
@@ -211,6 +212,7 @@ def main() -> None:
     torch.set_num_threads(1)
     mode = "quick" if args.quick else "smoke" if args.smoke else "full"
     settings = MODES[mode]
+    load = os.getloadavg()[0]
     requested = args.peers if args.peers is not None else ([] if mode == "smoke"
                                                            else ["pot", "ott"])
     found, missing = _peers.available(requested)
@@ -254,6 +256,7 @@ def main() -> None:
         "stopThr=0, numItermax=K.",
         "Missing peers: " + (", ".join(missing) or "none") + "; measured: "
         + (", ".join(f"{k} {v}" for k, v in _peers.versions(found).items()) or "none") + ".",
+        _peers.load_note(load),
     ]
     info = machine_info(device)
     info["torch_threads"] = torch.get_num_threads()
