@@ -68,6 +68,13 @@ def floor_weights(weights: np.ndarray, floor: float = WEIGHT_FLOOR) -> np.ndarra
     return floored / floored.sum(-1, keepdims=True)
 
 
+def _float64(values: Any) -> torch.Tensor:
+    """A float64 CPU copy of a tensor or array."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().to("cpu", torch.float64, copy=True)
+    return torch.tensor(np.array(values, dtype=np.float64))
+
+
 def l1_error(f: Any, g: Any, a: Any, b: Any, cost: torch.Tensor, epsilon: float) -> np.ndarray:
     """L1 marginal error of the plans ``exp((f_i + g_j - C_ij) / eps)``, in float64.
 
@@ -85,7 +92,7 @@ def l1_error(f: Any, g: Any, a: Any, b: Any, cost: torch.Tensor, epsilon: float)
     -------
     numpy.ndarray of shape (N,)
     """
-    f, g, a, b = (torch.tensor(np.array(v, dtype=np.float64)) for v in (f, g, a, b))
+    f, g, a, b = (_float64(v) for v in (f, g, a, b))
     f, g, a, b = (v.reshape(-1, v.shape[-1]) for v in (f, g, a, b))
     cost = cost.to(torch.float64)
     errors = np.empty(f.shape[0])
