@@ -18,6 +18,7 @@ lives in ``skmetaot._softmin``.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
@@ -33,8 +34,50 @@ from skmetaot._softmin import (
 )
 from skmetaot.costs import CostSpec, pairwise_cost
 
-__all__ = ["DenseGeometry", "GridGeometry", "OnlineGeometry", "detect_grid", "make_geometry",
-           "softmin_blocks", "softmin_last", "softmin_matmul"]
+__all__ = ["DenseGeometry", "Geometry", "GridGeometry", "OnlineGeometry", "detect_grid",
+           "make_geometry", "softmin_blocks", "softmin_last", "softmin_matmul"]
+
+class Geometry(Protocol):
+    """What every Sinkhorn kernel provides: the protocol solvers, losses and initialisers use.
+
+    :class:`DenseGeometry`, :class:`GridGeometry` and :class:`OnlineGeometry` implement it. A
+    new kernel (e.g. a low-rank or a KeOps one) implements these and every solver, loss and
+    initialiser of the package can use it; :func:`skmetaot.solvers.update_potential` is the
+    Sinkhorn half-step written once on top of ``lse_source`` and ``lse_target``.
+
+    Attributes
+    ----------
+    epsilon : float
+        Entropic regularisation, in cost units.
+    batched : bool
+        Whether the geometry holds one cost per problem (a leading batch axis).
+    work_dtype : torch.dtype
+        The dtype its reductions compute in (solvers keep their iterates in it).
+    """
+
+    epsilon: float
+    batched: bool
+    work_dtype: torch.dtype
+
+    def lse_source(self, potential: torch.Tensor) -> torch.Tensor:
+        """``LSE_i(F[b, i] - C[i, j] / eps)`` for F of shape (B, n); returns (B, m)."""
+
+    def lse_target(self, potential: torch.Tensor) -> torch.Tensor:
+        """``LSE_j(G[b, j] - C[i, j] / eps)`` for G of shape (B, m); returns (B, n)."""
+
+    def select(self, indices: torch.Tensor) -> Geometry:
+        """The geometry of the sub-batch ``indices`` (itself when the cost is shared)."""
+
+    def restrict(self, source_used: torch.Tensor,
+                 target_used: torch.Tensor) -> tuple[Geometry, torch.Tensor, torch.Tensor]:
+        """The geometry on the atoms that carry mass, and the kept source and target indices."""
+
+    def cost_matrix(self) -> torch.Tensor:
+        """The dense (n, m) or (B, n, m) cost, materialised on demand (plans, maps)."""
+
+    def transport_cost(self, scaled_f: torch.Tensor, scaled_g: torch.Tensor) -> torch.Tensor:
+        """``<C, P>`` of the plans of ``(f / eps, g / eps)``, float64, without forming them."""
+
 
 #: Upper bound on the elements of per-problem (B, n, m) cost tensors held at once (~256 MB in
 #: float64): collections with per-pair supports are solved in batches that respect it.
@@ -397,7 +440,7 @@ def make_geometry(
     y: torch.Tensor | None = None,
     cost: CostSpec = "sqeuclidean",
     kind: str = "auto",
-) -> DenseGeometry | GridGeometry | OnlineGeometry:
+) -> Geometry:
     """Pick the kernel: a given cost matrix, the separable one on grids, dense or online.
 
     Parameters

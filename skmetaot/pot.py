@@ -292,9 +292,8 @@ def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix
     >>> result.status, result.plan.shape  # torch in, torch out; the plan is built when read
     ('converged', torch.Size([2, 2]))
     """
-    from skmetaot._otresult import LazyPlanOTResult, PlanCosts
-    from skmetaot.solvers.entropic import default_batch_size, pair_geometry
-    from skmetaot.solvers.sinkhorn import plan_values
+    from skmetaot._otresult import BatchValues, LazyPlanOTResult, PlanCosts
+    from skmetaot.solvers.entropic import default_batch_size
 
     step = batch_size or default_batch_size(pairs, cost=cost, cost_matrix=cost_matrix)
     costs = PlanCosts(pairs, epsilon=epsilon, cost=cost, cost_matrix=cost_matrix)
@@ -303,24 +302,18 @@ def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix
     out = []
     for start in range(0, pairs.n_pairs, step):
         stop = min(start + step, pairs.n_pairs)
-        geometry, _ = pair_geometry(pairs, list(range(start, stop)), epsilon=epsilon, cost=cost,
-                                    cost_matrix=cost_matrix)
         f, g = state.f[start:stop], state.g[start:stop]
-        value, linear = plan_values(geometry, f, g)
-        # plan_values gives <C, P> + eps sum P (log P - 1); POT's value drops the -1, i.e.
-        # adds eps sum P, and sum P = sum b = 1 exactly because g = g(f).
-        value = value + epsilon
+        values = BatchValues(pairs, list(range(start, stop)), f, g, epsilon=epsilon, cost=cost,
+                             cost_matrix=cost_matrix)
         # One transfer per batch: the per-pair loop below only slices and wraps.
         f_out, g_out = kind.wrap(f), kind.wrap(g)
-        columns = zip(value.tolist(), linear.tolist(), state.n_iter[start:stop].tolist(),
-                      state.errors[start:stop].tolist(), state.converged[start:stop].tolist(),
-                      strict=True)
-        for offset, (val, lin, n_iter, err, converged) in enumerate(columns):
+        columns = zip(state.n_iter[start:stop].tolist(), state.errors[start:stop].tolist(),
+                      state.converged[start:stop].tolist(), strict=True)
+        for offset, (n_iter, err, converged) in enumerate(columns):
             n, m = sizes[start + offset]
             out.append(LazyPlanOTResult(
-                costs, start + offset, kind,
+                costs, start + offset, kind, values=(values, offset),
                 potentials=(f_out[offset, :n], g_out[offset, :m]),
-                value=val, value_linear=lin,
                 status="converged" if converged else "max_iter",
                 log={"niter": n_iter, "err": err},
             ))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from skmetaot._softmin import log_weights
-from skmetaot.geometry import DenseGeometry, GridGeometry
+from skmetaot.geometry import Geometry
 from skmetaot.solvers.sinkhorn import scale_on_support, sweep
 
 #: The network inputs :class:`~skmetaot.MetaSinkhornTransport` knows (see :func:`pair_features`).
@@ -13,7 +13,7 @@ INPUTS = ("histograms", "pooled", "pooled+histograms")
 
 
 def first_sinkhorn_step(
-    geometry: DenseGeometry | GridGeometry, a: torch.Tensor, b: torch.Tensor
+    geometry: Geometry, a: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The target mass pooled onto the source atoms, and the first f-update of Sinkhorn from zeros.
 
@@ -30,7 +30,7 @@ def first_sinkhorn_step(
 
     Parameters
     ----------
-    geometry : DenseGeometry or GridGeometry
+    geometry : Geometry
     a : torch.Tensor of shape (B, n)
     b : torch.Tensor of shape (B, m)
 
@@ -64,7 +64,7 @@ def first_sinkhorn_step(
 
 
 def pair_features(
-    inputs: str, geometry: DenseGeometry | GridGeometry, a: torch.Tensor, b: torch.Tensor
+    inputs: str, geometry: Geometry, a: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Network input of each pair, and the first Sinkhorn f-update when it was computed.
 
@@ -74,7 +74,7 @@ def pair_features(
         ``"histograms"``: ``concat(n a, m b)``, as in the Meta OT paper. ``"pooled"``:
         ``concat(n a, n pooled)`` with the pooled target of :func:`first_sinkhorn_step` (a
         vector of 2n numbers whatever m). ``"pooled+histograms"``: both.
-    geometry : DenseGeometry or GridGeometry
+    geometry : Geometry
     a : torch.Tensor of shape (B, n)
     b : torch.Tensor of shape (B, m)
 

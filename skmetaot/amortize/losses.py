@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from skmetaot._softmin import log_weights
-from skmetaot.geometry import DenseGeometry, GridGeometry
+from skmetaot.geometry import Geometry
 from skmetaot.solvers.sinkhorn import (
     c_transform,
     scale_on_support,
@@ -15,7 +15,7 @@ from skmetaot.solvers.sinkhorn import (
 
 
 def entropic_dual_value(
-    geometry: DenseGeometry | GridGeometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+    geometry: Geometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:
     """Entropic dual ``<f, a> + <g(f), b>`` of each problem, differentiable in ``f``.
 
@@ -26,7 +26,7 @@ def entropic_dual_value(
 
     Parameters
     ----------
-    geometry : DenseGeometry or GridGeometry
+    geometry : Geometry
     f : torch.Tensor of shape (B, n)
         Predicted source potentials (cost units).
     a : torch.Tensor of shape (B, n)
@@ -62,7 +62,7 @@ def entropic_dual_value(
 
 
 def unrolled_marginal_error(
-    geometry: DenseGeometry | GridGeometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+    geometry: Geometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     n_steps: int,
 ) -> torch.Tensor:
     """L1 marginal error (eq. (7)) after ``n_steps`` differentiable Sinkhorn iterations from ``f``.
@@ -74,7 +74,7 @@ def unrolled_marginal_error(
 
     Parameters
     ----------
-    geometry : DenseGeometry or GridGeometry
+    geometry : Geometry
     f : torch.Tensor of shape (B, n)
     a : torch.Tensor of shape (B, n)
     b : torch.Tensor of shape (B, m)

@@ -27,9 +27,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from skmetaot._softmin import exp_floor, log_weights
-from skmetaot.geometry import DenseGeometry, GridGeometry, OnlineGeometry
-
-Geometry = DenseGeometry | GridGeometry | OnlineGeometry
+from skmetaot.geometry import Geometry
 
 
 @dataclass
@@ -98,7 +96,7 @@ def update_potential(geometry: Geometry, potential: torch.Tensor, log_weights: t
 
     Parameters
     ----------
-    geometry : DenseGeometry, GridGeometry or OnlineGeometry
+    geometry : Geometry
     potential : torch.Tensor of shape (B, n) for axis 0, (B, m) for axis 1
         The other side's potential divided by epsilon, -inf on zero-weight atoms.
     log_weights : torch.Tensor of shape (B, m) for axis 0, (B, n) for axis 1
@@ -133,7 +131,7 @@ def sweep(geometry: Geometry, scaled_f: torch.Tensor, log_b: torch.Tensor):
 
     Parameters
     ----------
-    geometry : DenseGeometry, GridGeometry or OnlineGeometry
+    geometry : Geometry
     scaled_f : torch.Tensor of shape (B, n)
         ``f / eps``, -inf on zero-weight atoms.
     log_b : torch.Tensor of shape (B, m)
@@ -180,7 +178,7 @@ def solve_batch(
 
     Parameters
     ----------
-    geometry : DenseGeometry, GridGeometry or OnlineGeometry
+    geometry : Geometry
         The kernel (holds the cost and epsilon; batched dense costs hold B matrices).
     a : torch.Tensor of shape (B, n)
         Source weights (each row sums to one; zeros allowed).
@@ -379,7 +377,7 @@ def plan_values(
 
     Parameters
     ----------
-    geometry : DenseGeometry, GridGeometry or OnlineGeometry
+    geometry : Geometry
     f : torch.Tensor of shape (B, n)
         Source potentials in cost units (-inf on atoms without mass).
     g : torch.Tensor of shape (B, m)
@@ -451,7 +449,7 @@ def c_transform(
 
     Parameters
     ----------
-    geometry : DenseGeometry, GridGeometry or OnlineGeometry
+    geometry : Geometry
     f : torch.Tensor of shape (B, n)
     a : torch.Tensor of shape (B, n)
     b : torch.Tensor of shape (B, m)
