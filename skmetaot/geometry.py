@@ -53,6 +53,31 @@ class Geometry(Protocol):
         Whether the geometry holds one cost per problem (a leading batch axis).
     work_dtype : torch.dtype
         The dtype its reductions compute in (solvers keep their iterates in it).
+
+    Examples
+    --------
+    Any object with these members runs in the solver, e.g. a dense kernel written from scratch:
+
+    >>> import torch
+    >>> from skmetaot.solvers import solve_batch
+    >>> class Exact:
+    ...     batched, work_dtype = False, torch.float64
+    ...     def __init__(self, cost, epsilon):
+    ...         self.cost, self.epsilon = cost, epsilon
+    ...     def lse_source(self, f):
+    ...         return torch.logsumexp(f[:, :, None] - self.cost / self.epsilon, dim=1)
+    ...     def lse_target(self, g):
+    ...         return torch.logsumexp(g[:, None, :] - self.cost / self.epsilon, dim=2)
+    ...     def select(self, indices):
+    ...         return self
+    ...     def restrict(self, source_used, target_used):  # keeps every atom
+    ...         return self, torch.arange(len(source_used)), torch.arange(len(target_used))
+    >>> cost = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    >>> a, b = torch.tensor([[0.5, 0.5]], dtype=torch.float64), torch.tensor([[0.2, 0.8]],
+    ...                                                                        dtype=torch.float64)
+    >>> state = solve_batch(Exact(cost, 0.1), a, b, torch.zeros_like(a), tol=1e-9, max_iter=500)
+    >>> bool(state.converged[0])
+    True
     """
 
     epsilon: float
