@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 import skmetaot
@@ -235,6 +237,30 @@ def test_one_measure_broadcasts_over_a_batch(form, rng):
     np.testing.assert_allclose(res.f, expected.f, atol=1e-12)
     np.testing.assert_allclose(res.plan(), expected.plan(), atol=1e-12)
     np.testing.assert_allclose(res.g, expected.g, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_problems=st.integers(1, 4), n=st.integers(1, 6), m=st.integers(1, 6),
+       shared=st.sampled_from(["a", "b", "a-row", "b-row", "a-and-b"]),
+       per_problem_cost=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_broadcasting_equals_the_repeated_measure(n_problems, n, m, shared, per_problem_cost,
+                                                  seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.random((n_problems, n)) + 0.05, rng.random((n_problems, m)) + 0.05
+    cost = rng.random((n_problems, n, m)) if per_problem_cost else rng.random((n, m))
+    if shared in ("a", "a-row", "a-and-b"):
+        a[:] = a[0]
+    if shared in ("b", "b-row", "a-and-b"):
+        b[:] = b[0]
+    given_a = {"a": a[0], "a-row": a[:1], "a-and-b": a[0]}.get(shared, a)
+    given_b = {"b": b[0], "b-row": b[:1], "a-and-b": b[0]}.get(shared, b)
+    if shared == "a-and-b" and not per_problem_cost:
+        given_a = a  # one a and one b over one cost is a single problem, not a batch
+    kwargs = dict(epsilon=0.1, tol=1e-9, max_iter=5000)
+    res, expected = sinkhorn(given_a, given_b, cost, **kwargs), sinkhorn(a, b, cost, **kwargs)
+    assert res.f.shape == (n_problems, n) and res.g.shape == (n_problems, m)
+    np.testing.assert_array_equal(res.n_iter, expected.n_iter)
+    np.testing.assert_allclose(res.plan(), expected.plan(), atol=1e-12)
 
 
 def test_batched_grid_images_equal_one_at_a_time(image_pairs):
