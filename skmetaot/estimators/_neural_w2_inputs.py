@@ -66,7 +66,8 @@ class W2Inputs:
         labels = _one_of("y", y, "ys", ys)
         # Named as the caller wrote them: ot.da's names in ot.da's form.
         da_form = Xt is not None or Xs is not None or ys is not None
-        label_name, source_name = ("ys", "Xs") if da_form else ("y", "X")
+        label_name, source_name = (("ys", "Xs") if da_form else
+                                   ("y", "X" if self.target is not None else "the source of X"))
         if source is None:
             raise ValueError("fit needs the source samples: fit(Xs, ys, Xt) (ot.da's order), "
                              "fit((Xs, Xt)), or fit(X) with target='normal' or target samples")
