@@ -144,6 +144,8 @@ class PairPredictions:
                                  f"there are {n_pairs} pairs: give a list of {n_pairs} arrays "
                                  f"(k, {dim}), one per pair")
             points = [points]
+        elif isinstance(points, (np.ndarray, torch.Tensor)) and points.ndim == 3:
+            points = list(points)  # (N, k, d): k points for each of N pairs
         if not isinstance(points, Sequence) or isinstance(points, (str, bytes)):
             raise TypeError(f"points must be a list of arrays (k, {dim}), one per pair, got "
                             f"{type(points).__name__}")

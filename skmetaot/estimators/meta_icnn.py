@@ -324,9 +324,9 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         ----------
         pairs : as in :meth:`fit`
         points : list of array-like of shape (k, n_features), optional
-            Points to map instead of the source samples, one array per pair (for a collection
-            of one pair, a single array); each comes back in its own kind (numpy or torch, on
-            its device).
+            Points to map instead of the source samples, one array per pair (or one array
+            (n_pairs, k, n_features); for a collection of one pair, a single array (k,
+            n_features)); each comes back in its own kind (numpy or torch, on its device).
         batch_size : int, optional
             As in :meth:`predict_params`.
 
