@@ -35,7 +35,7 @@ from skmetaot.datasets import make_mnist_pairs, mnist_pair_sampler
 
 EPSILON = 1e-2
 MODES = {
-    "full": dict(train_seconds=300.0, n_test=64, tolerances=(1e-2, 1e-3), calibrate_steps=10),
+    "full": dict(train_seconds=300.0, n_test=64, tolerances=(1e-2, 1e-3), calibrate_steps=20),
     "quick": dict(train_seconds=40.0, n_test=16, tolerances=(1e-2, 1e-3), calibrate_steps=5),
     "smoke": dict(train_seconds=2.0, n_test=2, tolerances=(1e-2,), calibrate_steps=2,
                   hidden=(64,), batch_size=16),
