@@ -222,14 +222,15 @@ def bar_rows(init_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for problem in dict.fromkeys(r["problem"] for r in init_rows):
         row = {"problem": problem}
         for tol in TOLERANCES:
+            name = f"{tol:.0e}".replace("e-0", "e-")  # the columns' "1e-2", "1e-3"
             for init in ("zeros", "gaussian", "meta"):
-                row[f"{init} {tol:g}"] = iters[(problem, tol, init)]
-            row[f"zeros/meta {tol:g}"] = row[f"zeros {tol:g}"] / row[f"meta {tol:g}"]
+                row[f"{init} {name}"] = iters[(problem, tol, init)]
+            row[f"zeros/meta {name}"] = row[f"zeros {name}"] / row[f"meta {name}"]
         if "2x" in problem:
-            met = row["meta 0.01"] < row["zeros 0.01"] and row["meta 0.001"] < row["zeros 0.001"]
+            met = row["meta 1e-2"] < row["zeros 1e-2"] and row["meta 1e-3"] < row["zeros 1e-3"]
         else:
-            met = (row["zeros/meta 0.01"] >= 2 and row["meta 0.01"] < row["gaussian 0.01"]
-                   and row["zeros/meta 0.001"] >= 1.5)
+            met = (row["zeros/meta 1e-2"] >= 2 and row["meta 1e-2"] < row["gaussian 1e-2"]
+                   and row["zeros/meta 1e-3"] >= 1.5)
         row["bar"] = "met" if met else "missed"
         rows.append(row)
     return rows
