@@ -41,7 +41,7 @@ class MetaSinkhornCloudTransport(BaseOTEstimator):
     potential at each atom, ``f_i = F(x_i, a_i; alpha, beta)``; the target potential is the
     c-transform ``g = g(f)``, exactly, so the b-marginal of every predicted plan is exact. The
     network sees the pair through its costs and weights only
-    (:func:`skmetaot.amortize.cloud_features.cloud_features`): it is equivariant to permuting
+    (:func:`skmetaot.amortize.cloud_features`): it is equivariant to permuting
     the atoms of either measure, works for any sizes n and m and any dimension (one model for
     Gaussian mixtures in R^2 to R^10), and any cost. It predicts a correction, in units of the
     pair's mean cost, to a baseline potential from the geometry (Sinkhorn's first update, or

@@ -78,11 +78,11 @@ class WeightedCrossAttention(nn.Module):
 class CloudPotentialNet(nn.Module):
     """A correction to the source potential at each atom of a pair of weighted point clouds.
 
-    Atoms are embedded from their features (:func:`skmetaot.amortize.cloud_features.
-    cloud_features`). ``"deepsets"``: each source atom's output is an MLP of its embedding and
-    of a context vector, the weighted means of the embeddings of both measures. ``"attention"``:
-    first ``n_layers`` rounds of :class:`WeightedCrossAttention` (source atoms attend to the
-    target's, then target atoms to the updated source's, each with a residual MLP), then the same
+    Atoms are embedded from their features (:func:`skmetaot.amortize.cloud_features`).
+    ``"deepsets"``: each source atom's output is an MLP of its embedding and of a context
+    vector, the weighted means of the embeddings of both measures. ``"attention"``: first
+    ``n_layers`` rounds of :class:`WeightedCrossAttention` (source atoms attend to the target's,
+    then target atoms to the updated source's, each with a residual MLP), then the same
     head. The last layer starts at zero, so the network starts as the baseline it corrects.
 
     Parameters
