@@ -25,6 +25,7 @@ import torch
 from skmetaot._online_geometry import OnlineGeometry, restrict_to_used
 from skmetaot._softmin import (
     KERNEL_FLOOR,
+    exp_or_zero_,
     plan_cost_moment,
     softmin_blocks,
     softmin_last,
@@ -178,9 +179,9 @@ class DenseGeometry:
         #: dtype in which the reductions compute (solvers keep their iterates in it).
         self.work_dtype = cost.dtype
         if cost.numel() <= KERNEL_ELEMENTS:
-            # exp(-C/eps) in float64, built in place in one allocation.
-            self._kernel_exp = torch.threshold_(
-                cost.to(torch.float64, copy=True).div_(-self.epsilon).exp_(), KERNEL_FLOOR, 0.0)
+            # exp(-C/eps) in float64, built in place in one allocation; exp_or_zero_ skips exp's
+            # slow path on the (many, at small eps) entries that underflow.
+            self._kernel_exp = exp_or_zero_(cost.to(torch.float64, copy=True).div_(-self.epsilon))
             self.work_dtype = torch.float64
 
     @property
@@ -213,8 +214,17 @@ class DenseGeometry:
         source_index, target_index : torch.Tensor of long
             Kept atoms, in order.
         """
-        return restrict_to_used(self, source_used, target_used, lambda rows, cols: DenseGeometry(
-            self.cost.index_select(-2, rows).index_select(-1, cols), self.epsilon))
+        return restrict_to_used(self, source_used, target_used, self._sub_geometry)
+
+    def _sub_geometry(self, rows: torch.Tensor, cols: torch.Tensor) -> DenseGeometry:
+        # Slice the parent's kernel rather than recompute it: the exponentials of a 100 x 10,000
+        # cost are most of a batch-1 solve's fixed cost.
+        new = object.__new__(DenseGeometry)
+        new.__dict__.update(self.__dict__)
+        new.cost = self.cost.index_select(-2, rows).index_select(-1, cols)
+        if self._kernel_exp is not None:
+            new._kernel_exp = self._kernel_exp.index_select(-2, rows).index_select(-1, cols)
+        return new
 
     def cost_matrix(self) -> torch.Tensor:
         """The cost, (n, m) or (B, n, m)."""
