@@ -100,7 +100,7 @@ def update_potential(geometry: Geometry, potential: torch.Tensor, log_weights: t
     potential : torch.Tensor of shape (B, n) for axis 0, (B, m) for axis 1
         The other side's potential divided by epsilon, -inf on zero-weight atoms.
     log_weights : torch.Tensor of shape (B, m) for axis 0, (B, n) for axis 1
-        Log weights of the side being updated (:func:`~skmetaot._softmin.log_weights`: -inf on
+        Log weights of the side being updated (``skmetaot._softmin.log_weights``: -inf on
         zero weights).
     axis : {0, 1}
 
