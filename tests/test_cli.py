@@ -53,7 +53,7 @@ def test_demo_trains_prints_the_table_and_saves_the_figure(tmp_path, capsys):
 def test_bench_writes_its_results(tmp_path, capsys):
     assert main(["bench", "sinkhorn", "--quick", "--device", "cpu", "--out",
                  str(tmp_path)]) == 0
-    payload = json.loads((tmp_path / "bench_sinkhorn_quick.json").read_text())
+    payload = json.loads((tmp_path / "bench_sinkhorn_pot_quick.json").read_text())
     assert payload["machine"]["device"] == "cpu"
-    assert (tmp_path / "bench_sinkhorn_quick.md").read_text().count("| float32 |") >= 2
+    assert (tmp_path / "bench_sinkhorn_pot_quick.md").read_text().count("| float32 |") >= 2
     assert "float64" in capsys.readouterr().out
