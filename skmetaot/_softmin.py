@@ -408,11 +408,8 @@ def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch
     if torch.is_grad_enabled() and (values.requires_grad or kernel.requires_grad):
         out, suspect = _softmin_matmul_differentiable(values, kernel_exp)
     else:
-        fast = _softmin_matmul_lean(values, kernel_exp)
-        if fast is not None:
-            return fast
         out, suspect = _softmin_matmul_values(values, kernel_exp)
-    if not bool(suspect.any()):
+    if suspect is None or not bool(suspect.any()):
         return out
     if float(suspect.float().mean()) > _DENSE_FALLBACK_FRACTION:
         # The row shift fails almost everywhere (e.g. tiny eps on a large domain): the exact
@@ -436,38 +433,26 @@ def _row_sums(weights: torch.Tensor, kernel_exp: torch.Tensor) -> torch.Tensor:
     return weights @ kernel_exp
 
 
-def _softmin_matmul_lean(values: torch.Tensor, kernel_exp: torch.Tensor):
-    """The Sinkhorn loop's hot path: :func:`softmin_matmul` in the fewest operator calls.
+def _softmin_matmul_values(values: torch.Tensor, kernel_exp: torch.Tensor):
+    """The fast path of :func:`softmin_matmul` without autograd: (result, suspect entries).
 
-    On small problems each call is a few microseconds of arithmetic and as much dispatch, so
-    this path tests once whether every sum is safely above underflow (a dead, all -inf row
-    makes NaN, which fails the test too) and returns None otherwise, for the careful path.
+    The Sinkhorn loop's hot path, where a reduction on a small problem is a few microseconds of
+    arithmetic and as much dispatch: one test says whether every sum is safely above
+    underflow (suspect is then None). Only when one is not are dead (all -inf) rows, whose
+    sums are NaN, and the suspect entries sorted out, from the same sums.
     """
     wide = values if values.dtype == torch.float64 else values.to(torch.float64)
     peak = wide.amax(-1, keepdim=True)
     total = _row_sums(exp_or_zero_(wide - peak), kernel_exp)
+    guard = _guard(kernel_exp.shape[-2])
     # min() is NaN when a row is all -inf: that fails the test too.
-    if not float(total.min()) >= _guard(kernel_exp.shape[-2]):
-        return None
-    out = total.log_().add_(peak)
-    return out if out.dtype == values.dtype else out.to(values.dtype)
-
-
-def _softmin_matmul_values(values: torch.Tensor, kernel_exp: torch.Tensor):
-    """The fast path of :func:`softmin_matmul` without autograd: (result, suspect entries).
-
-    The Sinkhorn loop's hot path, where each reduction on a small grid is a few microseconds of
-    arithmetic: in-place operations and masked fills keep its operator count about half that
-    of the differentiable path.
-    """
-    wide = values.to(torch.float64)
-    peak = wide.amax(-1, keepdim=True)
+    if float(total.min()) >= guard:
+        out = total.log_().add_(peak)
+        return (out if out.dtype == values.dtype else out.to(values.dtype)), None
     dead = peak == float("-inf")
-    peak.masked_fill_(dead, 0.0)
-    total = _row_sums(exp_or_zero_(wide - peak), kernel_exp)
     total.masked_fill_(dead, 1.0)
-    suspect = total < _guard(kernel_exp.shape[-2])
-    out = total.log_().add_(peak).masked_fill_(dead, float("-inf"))
+    suspect = total < guard
+    out = total.log_().add_(peak.masked_fill_(dead, 0.0)).masked_fill_(dead, float("-inf"))
     return out.to(values.dtype), suspect
 
 
@@ -582,12 +567,10 @@ def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[
     """
     batch, n_axes = values.shape[0], len(shape)
     wide = values if values.dtype == torch.float64 else values.to(torch.float64)
-    if batch == 1:
-        peak = wide.amax()
-        total = exp_or_zero_(wide - peak)
-    else:
-        peak = wide.amax(-1, keepdim=True)
-        total = exp_or_zero_(wide - peak)
+    # One problem: a scalar peak broadcasts everywhere (no reshape of it).
+    peak = wide.amax() if batch == 1 else wide.amax(-1, keepdim=True)
+    total = exp_or_zero_(wide - peak)
+    if batch > 1:
         peak = peak.view(batch, *([1] * n_axes))
     # Partial sums are floored like the factors, so that the next product is never subnormal.
     if n_axes == 2 and batch == 1:
