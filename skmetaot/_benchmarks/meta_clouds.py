@@ -25,7 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance, timed
+from skmetaot._benchmarks.common import (
+    machine_info,
+    markdown_table,
+    pot_warmstart_row,
+    timed,
+)
 from skmetaot._benchmarks.meta_sinkhorn import INIT_COLUMNS, _init_rows
 from skmetaot.amortize import unrolled_marginal_error
 from skmetaot.costs import pairwise_cost
@@ -39,7 +44,6 @@ from skmetaot.datasets import (
 )
 from skmetaot.estimators import MetaSinkhornCloudTransport
 from skmetaot.geometry import DenseGeometry
-from skmetaot.pot import to_warmstart
 
 TOLERANCES = (1e-2, 1e-3)
 PRED_COLUMNS = ["problem", "predict s (batch 1)", "prediction L1 error", "gaussian L1 error",
@@ -166,34 +170,17 @@ def _prediction_row(est, pairs, name: str, n_single: int) -> dict[str, Any]:
 
 
 def _pot_rows(est, pairs, name: str, n_single: int) -> list[dict[str, Any]]:
-    rows = []
-    for tol in TOLERANCES:
-        cold_it, warm_it, cold_s, warm_s, met = [], [], [], [], []
+    def cases(tol):
         for k in range(n_single):
             one = pairs[k]
-            a = one.a[0].cpu().numpy().astype(np.float64)
-            b = one.b[0].cpu().numpy().astype(np.float64)
             cost = pairwise_cost(one.x[0].double(), one.y[0].double(), est.cost).cpu().numpy()
-            ours_cold = int(est._refine_state(one, tol, 100000, "zeros").n_iter[0])
-            ours_meta = int(est._refine_state(one, tol, 100000, "meta").n_iter[0])
             f, g = (np.asarray(v[0], dtype=np.float64) for v in est.predict_potentials(one))
-            s_cold, i_cold, m_cold = pot_to_tolerance(a, b, cost, est.epsilon, tol, ours_cold,
-                                                      step=1)
-            s_warm, i_warm, m_warm = pot_to_tolerance(a, b, cost, est.epsilon, tol, ours_meta,
-                                                      step=1,
-                                                      warmstart=to_warmstart(f, g, est.epsilon))
-            cold_it.append(i_cold)
-            warm_it.append(i_warm)
-            cold_s.append(s_cold)
-            warm_s.append(s_warm)
-            met.append(m_cold and m_warm)
-        rows.append({"problem": name, "tol": tol, "POT iters cold": float(np.median(cold_it)),
-                     "POT iters warm (meta)": float(np.median(warm_it)),
-                     "iter ratio": float(np.median(cold_it)) / float(np.median(warm_it)),
-                     "POT s cold": float(np.median(cold_s)),
-                     "POT s warm": float(np.median(warm_s)),
-                     "met tol": f"{sum(met)}/{len(met)}"})
-    return rows
+            yield (one.a[0].cpu().numpy().astype(np.float64),
+                   one.b[0].cpu().numpy().astype(np.float64), cost,
+                   int(est._refine_state(one, tol, 100000, "zeros").n_iter[0]),
+                   int(est._refine_state(one, tol, 100000, "meta").n_iter[0]), f, g)
+
+    return [pot_warmstart_row(name, tol, est.epsilon, cases(tol)) for tol in TOLERANCES]
 
 
 def evaluate(est: MetaSinkhornCloudTransport, family: str, *, n_pairs: int = 16,

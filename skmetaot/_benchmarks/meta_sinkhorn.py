@@ -16,7 +16,12 @@ import ot
 import torch
 from tqdm.auto import tqdm
 
-from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance, timed
+from skmetaot._benchmarks.common import (
+    machine_info,
+    markdown_table,
+    pot_warmstart_row,
+    timed,
+)
 from skmetaot.amortize import unrolled_marginal_error
 from skmetaot.datasets import (
     make_mnist_pairs,
@@ -26,7 +31,6 @@ from skmetaot.datasets import (
 )
 from skmetaot.estimators import MetaSinkhornTransport
 from skmetaot.measures import HistogramPairs, pairs_from_images
-from skmetaot.pot import to_warmstart
 from skmetaot.solvers.entropic import pair_geometry, solve_pairs
 
 INIT_COLUMNS = ["problem", "tol", "init", "iters", "seconds", "speed-up vs zeros (s)",
@@ -116,38 +120,22 @@ def _prediction_row(est, pairs, name, n_single, cold_seconds, cold_tol) -> dict[
 
 
 def _pot_rows(est, pairs, tolerances, name, n_single, progress) -> list[dict[str, Any]]:
-    rows = []
     cost = pair_geometry(pairs, [0], epsilon=est.epsilon, cost=est.cost,
                          cost_matrix=None)[0].cost_matrix().cpu().numpy().astype(np.float64)
-    for tol in tolerances:
-        cold_it, warm_it, cold_s, warm_s, met = [], [], [], [], []
+
+    def cases(tol):
         pair_iter = range(n_single)
         if progress:
             pair_iter = tqdm(pair_iter, desc=f"{name} POT tol={tol:g}", leave=False)
         for k in pair_iter:
             one = pairs[k]
-            a = one.a[0].cpu().numpy().astype(np.float64)
-            b = one.b[0].cpu().numpy().astype(np.float64)
-            ours_cold = int(est._refine_state(one, tol, 100000, "zeros").n_iter[0])
-            ours_meta = int(est._refine_state(one, tol, 100000, "meta").n_iter[0])
             f, g = (t[0].cpu().numpy().astype(np.float64) for t in est._predict_tensors(one)[:2])
-            s_cold, i_cold, m_cold = pot_to_tolerance(a, b, cost, est.epsilon, tol, ours_cold,
-                                                      step=1)
-            s_warm, i_warm, m_warm = pot_to_tolerance(
-                a, b, cost, est.epsilon, tol, ours_meta, step=1,
-                warmstart=to_warmstart(f, g, est.epsilon))
-            cold_it.append(i_cold)
-            warm_it.append(i_warm)
-            cold_s.append(s_cold)
-            warm_s.append(s_warm)
-            met.append(m_cold and m_warm)
-        rows.append({"problem": name, "tol": tol, "POT iters cold": float(np.median(cold_it)),
-                     "POT iters warm (meta)": float(np.median(warm_it)),
-                     "iter ratio": float(np.median(cold_it)) / float(np.median(warm_it)),
-                     "POT s cold": float(np.median(cold_s)),
-                     "POT s warm": float(np.median(warm_s)),
-                     "met tol": f"{sum(met)}/{len(met)}"})
-    return rows
+            yield (one.a[0].cpu().numpy().astype(np.float64),
+                   one.b[0].cpu().numpy().astype(np.float64), cost,
+                   int(est._refine_state(one, tol, 100000, "zeros").n_iter[0]),
+                   int(est._refine_state(one, tol, 100000, "meta").n_iter[0]), f, g)
+
+    return [pot_warmstart_row(name, tol, est.epsilon, cases(tol)) for tol in tolerances]
 
 
 def digits_ood_pairs(n_pairs: int, random_state: int = 0) -> HistogramPairs:
