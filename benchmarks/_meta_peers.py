@@ -263,8 +263,7 @@ def run(mode: str = "full", *, seed: int = 0, device: str = "cpu", ott: bool = T
         "(ReLU); our model reads pooled inputs (inputs='pooled') with a Sinkhorn baseline.",
         "Errors: L1 marginal error of eq. (7) recomputed in float64 from the returned "
         "potentials against the original weights; met = below tol.",
-        "Missing peers: " + (", ".join(missing) or "none") + "; measured: "
-        + (", ".join(f"{k} {v}" for k, v in _peers.versions(found).items()) or "none") + ".",
+        _peers.peers_note(found, missing),
         _peers.load_note(load),
     ]
     info = machine_info(torch.device(device))

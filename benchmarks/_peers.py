@@ -55,6 +55,12 @@ def versions(peers: list[str]) -> dict[str, str]:
     return out
 
 
+def peers_note(found: list[str], missing: list[str]) -> str:
+    """The results' line saying which peers were measured (with versions) and which missing."""
+    measured = ", ".join(f"{k} {v}" for k, v in versions(found).items()) or "none"
+    return f"Missing peers: {', '.join(missing) or 'none'}; measured: {measured}."
+
+
 def load_note(start: float) -> str:
     """The 1-minute load average at the start (``start``) and now, for the notes."""
     return (f"Load average (1 min) at the start and the end: {start:.1f}, "

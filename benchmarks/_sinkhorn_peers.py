@@ -299,8 +299,7 @@ def run(mode: str = "full", *, seed: int = 0, device: str = "cpu",
         "GeomLoss: geomloss.ot.solve_batch(C, reg=eps, max_iter=steps) has no tolerance: it "
         "runs a fixed number of symmetric steps along an epsilon-annealing schedule; its rows "
         "are at fixed step counts, with the error they reach ('met' against the row's tol).",
-        "Missing peers: " + (", ".join(missing) or "none") + "; measured: "
-        + (", ".join(f"{k} {v}" for k, v in _peers.versions(found).items()) or "none") + ".",
+        _peers.peers_note(found, missing),
         _peers.load_note(load),
     ]
     info = machine_info(torch_device)

@@ -254,8 +254,7 @@ def main() -> None:
         "OTT: threshold 0 and max_iterations K (compiled once per K; compile s is both), "
         "inner_iterations=10 (its default: the error is computed every 10 iterations). POT: "
         "stopThr=0, numItermax=K.",
-        "Missing peers: " + (", ".join(missing) or "none") + "; measured: "
-        + (", ".join(f"{k} {v}" for k, v in _peers.versions(found).items()) or "none") + ".",
+        _peers.peers_note(found, missing),
         _peers.load_note(load),
     ]
     info = machine_info(device)
