@@ -422,7 +422,13 @@ def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch
     index = suspect.nonzero(as_tuple=True)
     rows = values[index[:-1]]
     costs = kernel[index[0], index[-1]] if kernel.ndim == 3 else kernel[index[-1]]
-    return out.index_put(index, torch.logsumexp(rows - scale * costs, dim=-1))
+    # Not torch.logsumexp: the suspect entries are those whose terms underflow, exactly where
+    # its exp takes the slow path (on the sphere at eps = 1e-3, 160 ms for 7M terms vs 10 ms).
+    if torch.is_grad_enabled() and (rows.requires_grad or costs.requires_grad):
+        exact = softmin_last(rows, (scale * costs)[:, None, :]).squeeze(-1)
+    else:
+        exact = lse_(torch.sub(rows, costs, alpha=scale))
+    return out.index_put(index, exact)
 
 
 def _row_sums(weights: torch.Tensor, kernel_exp: torch.Tensor) -> torch.Tensor:
