@@ -8,6 +8,9 @@ Usage::
         # learning curves (error after one update, iterations) at checkpoints of training;
         # the trained models stay in runs/ and the tables above can evaluate them:
     python benchmarks/bench_meta_sinkhorn.py --problems sphere --model runs/curve_sphere_default.pkl
+    python benchmarks/bench_meta_sinkhorn.py --problems mnist --budget-steps 18000 --state-dir runs
+        # one model trained with a full cosine schedule (what a user with a budget does);
+        # then --problems mnist --model runs/budget_mnist.pkl --final measures it
     python benchmarks/bench_meta_sinkhorn.py --peers   # MNIST: ours vs OTT-JAX's MetaInitializer,
         # each trained 300 s on the same fresh pairs (--train-seconds; --quick: 40 s; --smoke)
 
@@ -55,6 +58,10 @@ def main() -> None:
     parser.add_argument("--cooldown", type=int, default=0,
                         help="with --model: first train this many more steps on fresh pairs at "
                              "the end of a cosine schedule (about 10%% of the learning rate)")
+    parser.add_argument("--budget-steps", type=int, default=None,
+                        help="train one model per problem for this many fresh-pair steps with "
+                             "a full cosine schedule, saved (and resumed) in --state-dir as "
+                             "budget_<problem>.pkl for --model ... --final")
     parser.add_argument("--model", type=Path, default=None,
                         help="a curve's saved state: evaluate its model instead of training one "
                              "(one problem at a time)")
@@ -82,6 +89,20 @@ def main() -> None:
         payload.pop("estimators")
         write_results(f"bench_meta_curves_{suffix}", payload, payload["table"], args.out)
         print(payload["table"])
+        return
+    if args.budget_steps is not None:
+        import torch
+
+        state_dir = args.state_dir or Path("runs")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        for name in args.problems:
+            est = meta_curves.train_budget(name, args.budget_steps, seed=args.seed,
+                                           quick=args.quick,
+                                           checkpoint_path=state_dir / f"budget_{name}.ckpt")
+            with open(state_dir / f"budget_{name}.pkl", "wb") as handle:
+                pickle.dump((est, []), handle)
+            print(f"{name}: {est.n_iter_} steps in {est.history_['seconds']:.0f} s "
+                  f"({torch.get_num_threads()} torch threads)")
         return
     model = None
     if args.model is not None:
