@@ -18,6 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
 from skmetaot._softmin import log_weights
+from skmetaot._validation import check_positive_int
 from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, DenseGeometry
 from skmetaot.solvers.entropic import CPU_BATCH_ELEMENTS
 from skmetaot.solvers.sinkhorn import scale_on_support, solve_batch, update_potential
@@ -195,11 +196,9 @@ def _check_pot_scalars(reg, method, numItermax, stopThr, stopping,
             kind = "positive" if positive else "non-negative"
             raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
         values.append(number)
-    for name, value in (("numItermax", numItermax), ("batch_size", batch_size)):
-        if value is None and name == "batch_size":
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int(numItermax, "numItermax")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
     if stopping not in STOPPING_RULES:
         raise ValueError(f"stopping={stopping!r} is not one of {STOPPING_RULES}")
     return values[0], values[1]

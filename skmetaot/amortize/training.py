@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from skmetaot import distributed
+from skmetaot._schedules import cosine_decay
 
 #: Each recovered step multiplies the learning rate by this factor from then on.
 RECOVERY_FACTOR = 0.1
@@ -109,8 +110,7 @@ def cosine_learning_rate(base: float, step: int, total: int, warmup: int = 0) ->
     """Linear warm-up then cosine decay to 10% of ``base``."""
     if warmup and step < warmup:
         return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cosine_decay(base, min(1.0, (step - warmup) / max(1, total - warmup)), 0.1)
 
 
 #: Steps between copies of the last good state (a copy costs one pass over the parameters).

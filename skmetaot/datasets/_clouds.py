@@ -15,13 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from skmetaot._validation import check_positive_int
 from skmetaot.datasets._earth import _earth, lat_lon_to_xyz
-from skmetaot.datasets._families import (
-    _MIXTURE_EIGEN_RANGE,
-    _MIXTURE_MEAN_BOX,
-    _check_positive_int,
-    _check_range,
-)
+from skmetaot.datasets._families import _MIXTURE_EIGEN_RANGE, _MIXTURE_MEAN_BOX, _check_range
 from skmetaot.datasets._gaussian import _random_spd
 from skmetaot.datasets._known_map import RandomStateLike, as_generator
 from skmetaot.datasets._mnist import load_mnist
@@ -115,7 +111,7 @@ def make_mnist_clouds(
     >>> len(pairs), pairs.dim, all(100 <= n <= 400 for n in pairs.source_sizes)
     (3, 2, True)
     """
-    n_pairs = _check_positive_int(n_pairs, "n_pairs")
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
     return _mnist_pairs(as_generator(random_state), n_pairs, split=split,
                         n_points=_sizes(n_points, "n_points"), dtype=dtype)
 
@@ -218,7 +214,7 @@ def make_sphere_clouds(
     >>> pairs.dim, all(200 <= m <= 600 for m in pairs.target_sizes)
     (3, True)
     """
-    n_pairs = _check_positive_int(n_pairs, "n_pairs")
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
     return _sphere_pairs(as_generator(random_state), n_pairs,
                          n_supply=_sizes(n_supply, "n_supply"),
                          n_demand=_sizes(n_demand, "n_demand"), dtype=dtype)
@@ -323,7 +319,7 @@ def make_gaussian_mixture_clouds(
     >>> pairs.dim, len(pairs)
     (5, 2)
     """
-    n_pairs = _check_positive_int(n_pairs, "n_pairs")
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
     return _mixture_pairs(as_generator(random_state), n_pairs, dims=_sizes(dim, "dim"),
                           n_points=_sizes(n_points, "n_points"),
                           n_components=_sizes(n_components, "n_components"), dtype=dtype)

@@ -9,6 +9,7 @@ from importlib import resources
 import numpy as np
 from sklearn.utils import check_random_state
 
+from skmetaot._validation import check_positive_int
 from skmetaot.measures import HistogramPairs
 from skmetaot.sampling import WeightSampler
 
@@ -122,8 +123,7 @@ def make_sphere_supply_demand(
     >>> pairs.x.shape, pairs.y.shape
     (torch.Size([100, 3]), torch.Size([500, 3]))
     """
-    if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
     supply, demand = sphere_supply_demand_locations(n_supply, n_demand,
                                                     random_state=locations_seed)
     a, b = sphere_weights(check_random_state(random_state), n_pairs, n_supply, n_demand)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from skmetaot._validation import check_positive_int
 from skmetaot.datasets._gaussian import GaussianPair, _random_spd
 from skmetaot.datasets._known_map import KnownMapPair, RandomStateLike, as_generator
 
@@ -16,12 +17,6 @@ _MIXTURE_MEAN_BOX = 2.0
 _MIXTURE_EIGEN_RANGE = (0.05, 0.5)
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _check_range(value: object, name: str, *, integer: bool) -> tuple[float, float]:
     """``(low, high)`` with ``0 < low <= high`` (both >= 1 if ``integer``), as a tuple."""
     try:
@@ -29,7 +24,7 @@ def _check_range(value: object, name: str, *, integer: bool) -> tuple[float, flo
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (low, high), got {value!r}") from None
     if integer:
-        low, high = (_check_positive_int(v, name) for v in (low, high))
+        low, high = (check_positive_int(v, name) for v in (low, high))
     else:
         try:
             low, high = float(low), float(high)
@@ -91,10 +86,10 @@ def make_gaussian_pairs(
     >>> round(pairs[1].uvp(pairs[1].transport_map(pairs[1].x_test)), 6)
     0.0
     """
-    n_pairs = _check_positive_int(n_pairs, "n_pairs")
-    dim = _check_positive_int(dim, "dim")
-    n_samples = _check_positive_int(n_samples, "n_samples")
-    n_test = _check_positive_int(n_test, "n_test")
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
+    dim = check_positive_int(dim, "dim")
+    n_samples = check_positive_int(n_samples, "n_samples")
+    n_test = check_positive_int(n_test, "n_test")
     low, high = _check_range(eigen_range, "eigen_range", integer=False)
     try:
         scale = float(mean_scale)
@@ -159,7 +154,7 @@ def make_gaussian_pair_samples(
         count = n_samples if n_samples is not None else getattr(pair, "n_samples", None)
         if count is None:
             raise ValueError(f"n_samples is None and pairs[{i}] has no n_samples attribute")
-        counts.append(_check_positive_int(count, "n_samples"))
+        counts.append(check_positive_int(count, "n_samples"))
     rng = as_generator(random_state)
     samples = []
     for pair, count in zip(pairs, counts, strict=True):
@@ -224,9 +219,9 @@ def make_gaussian_mixture_pairs(
     >>> len(pairs), pairs[0][0].shape, pairs[0][1].dtype
     (4, (500, 2), dtype('float32'))
     """
-    n_pairs = _check_positive_int(n_pairs, "n_pairs")
-    dim = _check_positive_int(dim, "dim")
-    n_samples = _check_positive_int(n_samples, "n_samples")
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
+    dim = check_positive_int(dim, "dim")
+    n_samples = check_positive_int(n_samples, "n_samples")
     if isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool):
         n_components = (n_components, n_components)
     low, high = _check_range(n_components, "n_components", integer=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from skmetaot._validation import check_positive_int
 from skmetaot.datasets._known_map import KnownMapPair, RandomStateLike, as_generator
 
 
@@ -156,8 +157,7 @@ def make_gaussian_pair(
     >>> bool(pair.uvp(pair.x_test) > 0)
     True
     """
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    dim = check_positive_int(dim, "dim")
     low, high = (float(v) for v in eigenvalue_range)
     if not 0 < low <= high:
         raise ValueError(f"eigenvalue_range must satisfy 0 < low <= high, got {eigenvalue_range}")

@@ -9,6 +9,7 @@ from importlib import resources
 import numpy as np
 from sklearn.utils import check_random_state
 
+from skmetaot._validation import check_positive_int
 from skmetaot.measures import HistogramPairs, pairs_from_images
 from skmetaot.sampling import PairSampler
 
@@ -88,8 +89,7 @@ def make_mnist_pairs(
     >>> pairs.a.shape, pairs.grid_x is not None
     (torch.Size([4, 784]), True)
     """
-    if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
+    n_pairs = check_positive_int(n_pairs, "n_pairs")
     images, _ = load_mnist(split)
     rng = check_random_state(random_state)
     first = rng.randint(0, len(images), size=n_pairs)

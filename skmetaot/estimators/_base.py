@@ -9,12 +9,12 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
 from skmetaot import distributed
 from skmetaot._backend import resolve_device, resolve_dtype
+from skmetaot._validation import check_positive_int
 from skmetaot.amortize.training import train
 from skmetaot.estimators._checkpoint import (
     CheckpointFile,
@@ -220,26 +220,3 @@ class BaseOTEstimator(BaseEstimator):
                 setattr(self, distribute, module)
             self.n_iter_ = self._history.n_steps
             module.eval()
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """Validate a positive integer hyperparameter, naming it in the error."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_non_negative_int(value: Any, name: str) -> int:
-    """Validate a non-negative integer hyperparameter (e.g. optional steps), naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def check_positive_float(value: Any, name: str) -> float:
-    """Validate a finite positive float hyperparameter, naming it in the error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
-        np.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return float(value)

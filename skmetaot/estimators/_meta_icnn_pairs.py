@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from skmetaot._backend import as_float_tensor, check_points_input
+from skmetaot._validation import check_positive_int
 from skmetaot.amortize.w2gn import AffineBaseline, gaussian_baseline
-from skmetaot.estimators._base import check_positive_int
 from skmetaot.estimators._collection import (
     ENCODE_POINTS,
     IMAGE_SIDE,

@@ -9,15 +9,11 @@ from typing import Any
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
 from skmetaot.amortize import TrainingHistory, entropic_dual_value, unrolled_marginal_error
 from skmetaot.amortize.cloud_features import N_ATOM_FEATURES, cloud_features
 from skmetaot.costs import CostSpec, get_cost, pairwise_cost
-from skmetaot.estimators._base import (
-    BaseOTEstimator,
-    check_non_negative_int,
-    check_positive_float,
-    check_positive_int,
-)
+from skmetaot.estimators._base import BaseOTEstimator
 from skmetaot.geometry import DenseGeometry
 from skmetaot.measures import MeasurePairs, as_pairs, concat_pairs
 from skmetaot.nn.clouds import ENCODERS, CloudPotentialNet

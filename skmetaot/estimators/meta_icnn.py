@@ -10,13 +10,9 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
 from skmetaot.amortize.w2gn import refine_w2gn
-from skmetaot.estimators._base import (
-    BaseOTEstimator,
-    check_non_negative_int,
-    check_positive_float,
-    check_positive_int,
-)
+from skmetaot.estimators._base import BaseOTEstimator
 from skmetaot.estimators._meta_icnn_pairs import PairPredictions
 from skmetaot.estimators._meta_icnn_training import HypernetworkTraining
 from skmetaot.estimators._potential import TransportPotential

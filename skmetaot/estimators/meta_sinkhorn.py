@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
 from skmetaot.amortize import (
     TrainingHistory,
     entropic_dual_value,
@@ -18,12 +19,7 @@ from skmetaot.amortize import (
 )
 from skmetaot.amortize.features import INPUTS, pair_features
 from skmetaot.costs import CostSpec, get_cost
-from skmetaot.estimators._base import (
-    BaseOTEstimator,
-    check_non_negative_int,
-    check_positive_float,
-    check_positive_int,
-)
+from skmetaot.estimators._base import BaseOTEstimator
 from skmetaot.measures import HistogramPairs, as_pairs
 from skmetaot.nn import MLP
 from skmetaot.pot import otresults_from_state

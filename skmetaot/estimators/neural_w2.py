@@ -11,13 +11,9 @@ import torch
 from sklearn.base import OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
 from skmetaot.amortize.w2_losses import AMORTIZATIONS, CONJUGATE_SOLVERS
-from skmetaot.estimators._base import (
-    BaseOTEstimator,
-    check_non_negative_int,
-    check_positive_float,
-    check_positive_int,
-)
+from skmetaot.estimators._base import BaseOTEstimator
 from skmetaot.estimators._domain_check import DomainMoments
 from skmetaot.estimators._neural_w2_inputs import TARGET_DISTRIBUTIONS, W2Inputs
 from skmetaot.estimators._neural_w2_training import (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Any
 
@@ -10,24 +9,16 @@ import numpy as np
 import torch
 
 from skmetaot._backend import as_float_tensor, kind_of
+from skmetaot._validation import check_positive_float, check_positive_int
 from skmetaot.measures import HistogramPairs, MeasurePairs
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
-        value, (bool, np.bool_))
-
-
 def _check_scalars(epsilon: float, tol: float, max_iter: int, batch_size: int | None) -> None:
-    if not (_is_real(epsilon) and np.isfinite(epsilon) and epsilon > 0):
-        raise ValueError(f"epsilon must be a finite positive number, got {epsilon!r}")
-    if not (_is_real(tol) and np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a finite positive number, got {tol!r}")
-    for name, value in (("max_iter", max_iter), ("batch_size", batch_size)):
-        if value is None and name == "batch_size":
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_float(epsilon, "epsilon")
+    check_positive_float(tol, "tol")
+    check_positive_int(max_iter, "max_iter")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
 
 
 def _shape(tensor: torch.Tensor | None) -> tuple[int, ...] | None:

@@ -10,8 +10,6 @@ gradient tolerance leave the working batch, so the cost shrinks as they finish.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +18,8 @@ import numpy as np
 import torch
 
 from skmetaot._backend import ArrayKind, as_float_tensor, check_has_data, kind_of
+from skmetaot._schedules import cosine_decay
+from skmetaot._validation import check_positive_float, check_positive_int
 
 Potential = Callable[[torch.Tensor], torch.Tensor]
 
@@ -28,6 +28,8 @@ _ARMIJO_C1 = 1e-4
 _BACKTRACK = 0.5
 # Hager-Zhang's approximate Armijo test: delta in (0, 1/2) of their approximate Wolfe conditions.
 _HZ_DELTA = 0.1
+#: Adam's step decays to this fraction of ``learning_rate`` over ``max_iter``.
+_ADAM_FLOOR = 1e-4
 
 
 class NonFiniteConjugateError(ValueError, FloatingPointError):
@@ -71,19 +73,6 @@ class ConjugateResult:
     grad_norm: Any
     n_iter: Any
     converged: Any
-
-
-def _check_positive_float(value: Any, name: str) -> float:
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (real and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return float(value)
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _evaluate(
@@ -179,11 +168,6 @@ def _line_search(
     return new_x, new_value, new_grad, accepted
 
 
-def _cosine_rate(learning_rate: float, k: int, max_iter: int) -> float:
-    floor = learning_rate * 1e-4
-    return floor + 0.5 * (learning_rate - floor) * (1 + math.cos(math.pi * k / max_iter))
-
-
 def solve_conjugate(
     potential: Potential,
     y: torch.Tensor,
@@ -248,11 +232,11 @@ def solve_conjugate(
     """
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not supported; use one of {_METHODS}")
-    tol = _check_positive_float(tol, "tol")
-    max_iter = _check_positive_int(max_iter, "max_iter")
-    history_size = _check_positive_int(history_size, "history_size")
-    max_linesearch = _check_positive_int(max_linesearch, "max_linesearch")
-    learning_rate = _check_positive_float(learning_rate, "learning_rate")
+    tol = check_positive_float(tol, "tol")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    history_size = check_positive_int(history_size, "history_size")
+    max_linesearch = check_positive_int(max_linesearch, "max_linesearch")
+    learning_rate = check_positive_float(learning_rate, "learning_rate")
     if not callable(potential):
         raise TypeError(f"potential must be callable, got {type(potential).__name__}")
     if not isinstance(y, torch.Tensor) or not y.is_floating_point():
@@ -318,7 +302,7 @@ def solve_conjugate(
             moment1 = 0.9 * moment1 + 0.1 * grad
             moment2 = 0.999 * moment2 + 0.001 * grad.square()
             m_hat, v_hat = moment1 / (1 - 0.9 ** (k + 1)), moment2 / (1 - 0.999 ** (k + 1))
-            rate = _cosine_rate(learning_rate, k, max_iter)
+            rate = cosine_decay(learning_rate, k / max_iter, _ADAM_FLOOR)
             trial = x - rate * m_hat / (v_hat.sqrt() + 1e-8)
             trial_value, trial_grad = _evaluate(potential, trial, y_act)
             # A step into a non-finite region is rejected; the decaying rate shortens the next.
