@@ -26,11 +26,11 @@ from typing import Any
 import _peers
 import numpy as np
 import torch
+from harness.common import machine_info, markdown_table
+from harness.meta_sinkhorn import mnist_estimator
 from sklearn.base import clone
 
 from skmetaot import sinkhorn
-from skmetaot._benchmarks.common import machine_info, markdown_table
-from skmetaot._benchmarks.meta_sinkhorn import mnist_estimator
 from skmetaot.datasets import make_mnist_pairs, mnist_pair_sampler
 
 EPSILON = 1e-2

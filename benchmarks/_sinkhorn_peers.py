@@ -32,9 +32,9 @@ from typing import Any
 import _peers
 import numpy as np
 import torch
+from harness.common import machine_info, markdown_table, pot_to_tolerance
 
 from skmetaot import sinkhorn
-from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance
 from skmetaot.datasets import make_mnist_pairs
 
 COLUMNS = ["dtype", "tol", "solver", "s/pair b=1", "iters b=1", "error b=1 (median)",

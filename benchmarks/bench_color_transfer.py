@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from skmetaot._benchmarks import color_transfer
-from skmetaot._benchmarks.common import write_results
+from harness import color_transfer
+from harness.common import write_results
 
 
 def main() -> None:

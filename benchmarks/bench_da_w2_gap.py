@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import ot
 import torch
+from harness.common import machine_info, markdown_table, timed, write_results
+from harness.domain_adaptation import split_target
 from sklearn.linear_model import LogisticRegression
 
-from skmetaot._benchmarks.common import machine_info, markdown_table, timed, write_results
-from skmetaot._benchmarks.domain_adaptation import split_target
 from skmetaot.da import W2MapTransport
 from skmetaot.datasets import load_digits_domains
 
@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     splits, seeds, steps = (1, 1, 100) if args.quick else (3, 3, 1000)
-    # B5's workflow settings (skmetaot/_benchmarks/domain_adaptation.py: run).
+    # B5's workflow settings (benchmarks/harness/domain_adaptation.py: run).
     w2 = {"quadratic": "full", "max_iter": steps, "batch_size": 512, "learning_rate": 1e-3,
           "pretrain_iter": 200, "device": "cpu"}
     domains = load_digits_domains("mlp")

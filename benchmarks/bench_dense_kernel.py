@@ -43,9 +43,9 @@ from typing import Any
 import _peers
 import numpy as np
 import torch
+from harness.common import machine_info, markdown_table, write_results
 
 from skmetaot import sinkhorn
-from skmetaot._benchmarks.common import machine_info, markdown_table, write_results
 from skmetaot.costs import SPHERICAL_SHRINK, spherical
 from skmetaot.datasets import make_sphere_supply_demand
 

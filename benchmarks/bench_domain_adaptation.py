@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from skmetaot._benchmarks import domain_adaptation
-from skmetaot._benchmarks.common import write_results
+from harness import domain_adaptation
+from harness.common import write_results
 
 
 def main() -> None:

@@ -232,7 +232,7 @@ def main() -> None:
         if row.get("status") == "ok" and mine.get("status") == "ok":
             row["time / ours"] = row["seconds"] / mine["seconds"]
             row["peak / ours"] = row["peak_mb"] / mine["peak_mb"]
-    from skmetaot._benchmarks.common import machine_info, markdown_table, write_results
+    from harness.common import machine_info, markdown_table, write_results
 
     columns = ["n", "solver", "seconds", "iterations", "error", "peak_mb", "base_mb",
                "time / ours", "peak / ours", "status"]

@@ -19,9 +19,8 @@ import argparse
 from pathlib import Path
 
 import torch
-
-from skmetaot._benchmarks import meta_clouds
-from skmetaot._benchmarks.common import write_results
+from harness import meta_clouds
+from harness.common import write_results
 
 
 def main() -> None:

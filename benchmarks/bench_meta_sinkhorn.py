@@ -25,8 +25,8 @@ import argparse
 import pickle
 from pathlib import Path
 
-from skmetaot._benchmarks import meta_curves, meta_sinkhorn
-from skmetaot._benchmarks.common import write_results
+from harness import meta_curves, meta_sinkhorn
+from harness.common import write_results
 
 
 def main() -> None:
@@ -115,7 +115,7 @@ def main() -> None:
             with open(args.model.with_name(args.model.stem + "_cooled.pkl"), "wb") as handle:
                 pickle.dump((model, []), handle)
         if args.final:
-            from skmetaot._benchmarks.common import machine_info, markdown_table
+            from harness.common import machine_info, markdown_table
 
             name = args.problems[0]
             _, _, test = meta_curves.problem(name, quick=args.quick, seed=args.seed)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from skmetaot._benchmarks import pot_dropin
-from skmetaot._benchmarks.common import write_results
+from harness import pot_dropin
+from harness.common import write_results
 
 
 def main() -> None:

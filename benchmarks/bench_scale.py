@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from skmetaot._benchmarks import scale, scale_training
-from skmetaot._benchmarks.common import write_results
+from harness import scale, scale_training
+from harness.common import write_results
 
 
 def main() -> None:

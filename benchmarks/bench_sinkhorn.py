@@ -21,8 +21,7 @@ from pathlib import Path
 import _peers  # noqa: F401  (first: pins XLA to one thread before jax loads)
 import _sinkhorn_peers
 import torch
-
-from skmetaot._benchmarks.common import write_results
+from harness.common import write_results
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from skmetaot._benchmarks import w2
-from skmetaot._benchmarks.common import write_results
+from harness import w2
+from harness.common import write_results
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--gaussian-steps", type=int, default=1000,
                         help="training steps of the Gaussian rows")
     parser.add_argument("--methods", nargs="+", default=None,
-                        help="row indices of skmetaot._benchmarks.w2.METHODS (default: all)")
+                        help="row indices of harness.w2.METHODS (default: all)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--suffix", default="", help="appended to the results file name")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness.common import machine_info, markdown_table, write_results
 
 from skmetaot import NeuralW2Transport
-from skmetaot._benchmarks.common import machine_info, markdown_table, write_results
 
 SCALES = (1e-6, 1e-3, 1.0, 1e3, 1e6)
 COLUMNS = ["scale", "relative map error %", "ratio to scale 1", "recoveries", "outcome"]

@@ -20,7 +20,7 @@ BENCHMARKS = {
              "10,000 MNIST pairs vs batches of 64 (CPU; writes bench_scale_training and "
              "bench_scale_refine)",
 }
-#: Benchmark names whose module in skmetaot._benchmarks is named otherwise.
+#: Benchmark names whose module in benchmarks/harness is named otherwise.
 BENCHMARK_MODULES = {"sinkhorn": "cold_sinkhorn", "scale": "scale_training"}
 DEMO_CHECKPOINTS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
 
@@ -47,9 +47,28 @@ examples:
 """
 
 
+def _harness(name: str, command: str):
+    """The module ``harness.<name>`` of a source checkout's ``benchmarks/`` folder.
+
+    The benchmarks are not part of the installed package: they are found next to the package
+    (an editable install) or in the working directory.
+    """
+    from importlib import import_module
+
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        folder = root / "benchmarks"
+        if (folder / "harness" / "common.py").is_file():
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            return import_module(f"harness.{name}")
+    raise SystemExit(f"skmetaot {command}: the benchmarks are not part of the installed package; "
+                     "from a source checkout of skmetaot, run "
+                     f"python benchmarks/bench_{command.split()[-1]}.py (or this command there)")
+
+
 def _demo(args: argparse.Namespace) -> None:
-    from skmetaot._benchmarks import meta_sinkhorn
-    from skmetaot._benchmarks.common import markdown_table
+    meta_sinkhorn = _harness("meta_sinkhorn", "demo")
+    markdown_table = _harness("common", "demo").markdown_table
     from skmetaot.datasets import make_mnist_pairs, mnist_pair_sampler
     from skmetaot.solvers import sinkhorn_convergence
 
@@ -92,12 +111,10 @@ def _save_demo_figure(curves: dict, path: str) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from importlib import import_module
-
-    from skmetaot._benchmarks.common import write_results
-
+    command = f"bench {args.name}"
+    write_results = _harness("common", command).write_results
     # Each benchmark is imported only when asked for.
-    module = import_module(f"skmetaot._benchmarks.{BENCHMARK_MODULES.get(args.name, args.name)}")
+    module = _harness(BENCHMARK_MODULES.get(args.name, args.name), command)
     if args.name == "scale":  # two sections, two result files
         for name, payload in module.run_all(args.quick).items():
             write_results(name, payload, payload["table"], Path(args.out))

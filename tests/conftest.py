@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sklearn
 import torch
 from hypothesis import HealthCheck, settings
+
+# The benchmarks' harness (benchmarks/harness) is importable as ``harness``, as in the scripts.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 # Reproducible property tests: the examples depend only on the test, never on the run.
 settings.register_profile(

@@ -6,13 +6,13 @@ import numpy as np
 import ot
 import pytest
 import sklearn
+from harness.da_workflows import make_rotated_moons
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 
-from skmetaot._benchmarks.da_workflows import make_rotated_moons
 from skmetaot.da import (
     SinkhornMapping,
     SinkhornMappingAdapter,

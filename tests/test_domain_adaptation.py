@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from harness import domain_adaptation
 from scipy import ndimage
 from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from skmetaot import NeuralW2Transport
-from skmetaot._benchmarks import domain_adaptation
 from skmetaot.datasets import DigitDomains, load_digits_domains, upscale_digits
 from skmetaot.estimators import TargetDataWarning
 

@@ -257,7 +257,7 @@ def test_supports_built_in_another_precision_are_the_same_supports():
 @pytest.mark.parametrize("init", ["zeros", "meta"])
 def test_benchmark_chained_tolerances_count_the_direct_iterations(fitted, digits_split, init):
     # B2 measures 1e-2 and 1e-3 along one run per pair; it must count what a direct run counts.
-    from skmetaot._benchmarks.meta_sinkhorn import _solve_to
+    from harness.meta_sinkhorn import _solve_to
 
     _, test = digits_split
     pairs = fitted._validate_pairs(test[:6], fitting=False)

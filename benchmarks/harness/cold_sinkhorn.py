@@ -18,7 +18,7 @@ import ot
 import torch
 from tqdm.auto import tqdm
 
-from skmetaot._benchmarks.common import machine_info, markdown_table, pot_to_tolerance, timed
+from harness.common import machine_info, markdown_table, pot_to_tolerance, timed
 from skmetaot.datasets import make_mnist_pairs
 from skmetaot.solvers import sinkhorn
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.common import machine_info, markdown_table, timed
 from skmetaot import MetaICNNTransport
-from skmetaot._benchmarks.common import machine_info, markdown_table, timed
 from skmetaot.amortize.w2gn import refine_w2gn
 from skmetaot.datasets import load_color_images, make_gaussian_pair_samples, make_gaussian_pairs
 from skmetaot.estimators._collection import as_measure_collection

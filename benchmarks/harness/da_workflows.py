@@ -23,7 +23,7 @@ import sklearn
 from sklearn.base import clone
 from sklearn.datasets import make_moons
 
-from skmetaot._benchmarks.common import timed
+from harness.common import timed
 from skmetaot.da import SinkhornMapping, SinkhornTransport, W2Mapping, W2MapTransport
 
 OTDA = "ot.da form"

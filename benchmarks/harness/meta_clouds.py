@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from skmetaot._benchmarks.common import (
+from harness.common import (
     machine_info,
     markdown_table,
     pot_warmstart_row,
     timed,
 )
-from skmetaot._benchmarks.meta_sinkhorn import INIT_COLUMNS, _init_rows
+from harness.meta_sinkhorn import INIT_COLUMNS, _init_rows
 from skmetaot.amortize import unrolled_marginal_error
 from skmetaot.costs import pairwise_cost
 from skmetaot.datasets import (

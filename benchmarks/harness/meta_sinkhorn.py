@@ -16,7 +16,7 @@ import ot
 import torch
 from tqdm.auto import tqdm
 
-from skmetaot._benchmarks.common import (
+from harness.common import (
     machine_info,
     markdown_table,
     pot_warmstart_row,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skmetaot._benchmarks.common import machine_info, markdown_table, timed
+from harness.common import machine_info, markdown_table, timed
 from skmetaot.amortize import TrainingDiverged
 from skmetaot.datasets import load_w2_benchmark, make_gaussian_pair
 from skmetaot.estimators.neural_w2 import DEFAULT_LEARNING_RATES, NeuralW2Transport

@@ -1,8 +1,8 @@
 """Training at scale: memory of streamed training at 1x/10x/100x pairs, and 1 vs 2 processes.
 
-Every measurement runs in a fresh Python process (``python -m
-skmetaot._benchmarks.scale_training KIND PAIRS STEPS``), so that its peak resident memory is
-its own (VmHWM, as in :mod:`skmetaot._benchmarks.scale`). Rank 0 prints one JSON line.
+Every measurement runs in a fresh Python process (``python -m harness.scale_training KIND
+PAIRS STEPS``, with ``benchmarks/`` on the path), so that its peak resident memory is its own
+(VmHWM, as in :mod:`harness.scale`). Rank 0 prints one JSON line.
 
 * ``stream``: :class:`~skmetaot.MetaSinkhornTransport` trained on a
   :class:`~skmetaot.sampling.PairSampler` over the 8,000 MNIST training images for
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from skmetaot._benchmarks.common import machine_info, markdown_table, run_json_worker
-from skmetaot._benchmarks.scale import _peak_rss_mb
+from harness.common import machine_info, markdown_table, run_json_worker
+from harness.scale import _peak_rss_mb
 
 #: Network and schedule of every run (a small network: the data path dominates).
 HIDDEN = (256,)
@@ -68,7 +68,7 @@ def _worker(kind: str, n_pairs: int, steps: int) -> dict[str, Any]:
 
 
 def _run_worker(args: list[str], processes: int = 1, threads: int = 1) -> list[dict[str, Any]]:
-    return run_json_worker("skmetaot._benchmarks.scale_training", args, threads=str(threads),
+    return run_json_worker("harness.scale_training", args, threads=str(threads),
                            processes=processes, timeout=3600)
 
 
@@ -150,7 +150,7 @@ def run_training(base_pairs: int = BASE_PAIRS, scales: tuple[int, ...] = (1, 10,
 
 def run_all(quick: bool = False) -> dict[str, dict[str, Any]]:
     """Both scale sections, by result-file name (what ``skmetaot bench scale`` writes)."""
-    from skmetaot._benchmarks import scale
+    from harness import scale
 
     suffix = "_quick" if quick else ""
     return {f"bench_scale_training{suffix}": run_training(**(TRAINING_QUICK if quick else {})),

@@ -33,12 +33,15 @@ def run_json_worker(module: str, args: list[str], *, threads: str, processes: in
     ``OMP_NUM_THREADS``.
     """
     launcher = [sys.executable]
+    # The worker is ``harness.<name>``: the child needs benchmarks/ on its path as the script had.
+    path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                         os.environ.get("PYTHONPATH")]))
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone",
                      f"--nproc_per_node={processes}"]
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": path}
     out = subprocess.run([*launcher, "-m", module, *args], capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": threads}, check=False,
-                         timeout=timeout)
+                         env=env, check=False, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"worker {module} {args} failed:\n{out.stderr[-3000:]}")
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skmetaot._benchmarks.meta_sinkhorn import mnist_estimator, sphere_estimator
+from harness.meta_sinkhorn import mnist_estimator, sphere_estimator
 from skmetaot.amortize import unrolled_marginal_error
 from skmetaot.datasets import (
     make_mnist_pairs,
@@ -219,7 +219,7 @@ def run(problems=("mnist", "sphere"), *, seconds: float = 3600.0, quick: bool = 
     The fitted estimators are returned under ``"estimators"`` (label -> estimator) and, with a
     ``state_dir``, stay pickled there for the table benchmark to evaluate.
     """
-    from skmetaot._benchmarks.common import machine_info, markdown_table
+    from harness.common import machine_info, markdown_table
 
     configs = configs or {"default": {}}
     curves, estimators = [], {}
@@ -273,7 +273,7 @@ def final_table(est: MetaSinkhornTransport, pairs, name: str, tolerances=(1e-2, 
     potentials that met the looser one, so iterations and seconds accumulate along one run.
     Seconds include the initialisation (the forward pass for ``meta``) and are per pair.
     """
-    from skmetaot._benchmarks.meta_sinkhorn import _solve_to
+    from harness.meta_sinkhorn import _solve_to
 
     pairs = est._validate_pairs(pairs, fitting=False)
     stats = {}

@@ -18,7 +18,7 @@ used to fit anything; every setting below is fixed in advance and reported, none
 split.
 
 The same run also measures the two workflows that POT's and skada's users write (see
-:mod:`skmetaot._benchmarks.da_workflows`), on B5's splits and on a rotated-moons family:
+:mod:`harness.da_workflows`), on B5's splits and on a rotated-moons family:
 ``ot.da``'s ``fit(Xs=..., Xt=...)`` + a classifier trained on the transported source, and
 skada's ``make_da_pipeline`` with ``sample_domain``; ours (:mod:`skmetaot.da`) next to POT's
 ``ot.da`` and skada's own methods, in one table.
@@ -37,9 +37,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
+from harness import da_workflows
+from harness.common import machine_info, markdown_table, timed
 from skmetaot import NeuralW2Transport
-from skmetaot._benchmarks import da_workflows
-from skmetaot._benchmarks.common import machine_info, markdown_table, timed
 from skmetaot.datasets import load_digits_domains, load_mnist
 
 #: Smoke-test size (well under a minute on 2 CPU cores).

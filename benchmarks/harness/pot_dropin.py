@@ -18,8 +18,8 @@ import numpy as np
 import ot
 import torch
 
+from harness.common import machine_info, markdown_table, timed
 from skmetaot import pot
-from skmetaot._benchmarks.common import machine_info, markdown_table, timed
 
 QUICK: dict[str, Any] = {"sizes": (100, 300), "batch": 8, "repeats": 1}
 COLUMNS = ["problem", "input", "method", "POT ms", "ours ms", "speed-up", "max |P - P_POT|",

@@ -9,7 +9,7 @@ few hundred steps on MNIST training pairs) refines 10,000 MNIST test-set pairs
 * ``iter_refine``: ``for batch in est.iter_refine(pairs)``, keeping only each result's
   iteration count, error and value (a stream whose results are not all held).
 
-Every measurement runs in a fresh Python process (``python -m skmetaot._benchmarks.scale
+Every measurement runs in a fresh Python process (``python -m harness.scale
 refine-worker ...``), so that its peak resident memory (``ru_maxrss``) is its own; the worker
 prints one JSON line. The estimator is trained once, in the parent, and pickled for the workers.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from skmetaot._benchmarks.common import machine_info, markdown_table, run_json_worker
+from harness.common import machine_info, markdown_table, run_json_worker
 
 #: The refinement measurement at full size and at ``--quick`` size.
 REFINE_FULL: dict[str, Any] = {"n_pairs": 10_000, "repeats": 3, "train_steps": 500}
@@ -115,7 +115,7 @@ def _refine_worker(variant: str, model: str, tol: float, max_iter: int,
 
 
 def _run_refine_worker(args: list[str]) -> dict[str, Any]:
-    return run_json_worker("skmetaot._benchmarks.scale", ["refine-worker", *args],
+    return run_json_worker("harness.scale", ["refine-worker", *args],
                            threads=os.environ.get("OMP_NUM_THREADS", "1"))[0]
 
 
@@ -215,10 +215,10 @@ def run_refine(n_pairs: int = 10_000, *, repeats: int = 3, train_steps: int = 50
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Worker entry point: ``python -m skmetaot._benchmarks.scale refine-worker ...``."""
+    """Worker entry point: ``python -m harness.scale refine-worker ...``."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] != "refine-worker":
-        raise SystemExit("usage: python -m skmetaot._benchmarks.scale refine-worker VARIANT "
+        raise SystemExit("usage: python -m harness.scale refine-worker VARIANT "
                          "MODEL TOL MAX_ITER HAND_BATCH")
     variant, model, tol, max_iter, hand_batch = argv[1:6]
     result = _refine_worker(variant, model, float(tol), int(max_iter), int(hand_batch))
