@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
 from skmetaot import MetaSinkhornTransport, pairs_from_images
-from skmetaot.amortize import unrolled_marginal_error
+from skmetaot.amortize import error_after_update, unrolled_marginal_error
 from skmetaot.amortize.features import INPUTS, first_sinkhorn_step, pair_features
 from skmetaot.datasets import (
     make_sphere_supply_demand,
@@ -150,3 +152,31 @@ def test_new_default_learns_faster_than_the_paper_inputs_at_equal_steps():
         return float(unrolled_marginal_error(geometry, f, pairs.a, pairs.b, 1).median())
 
     assert after_one_update(new) < 0.8 * after_one_update(old)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.sampled_from([0.05, 0.3, 1.0]),
+       zero_a=st.booleans(), zero_b=st.booleans())
+def test_error_after_update_is_the_plans_b_marginal_error(seed, eps, zero_a, zero_b):
+    # The reference's number, computed from the plan of (f1, g1) itself, zero weights included.
+    gen = torch.Generator().manual_seed(seed)
+    n, m = 6, 5
+    cost = torch.rand(n, m, generator=gen, dtype=torch.float64)
+    a = torch.rand(2, n, generator=gen, dtype=torch.float64)
+    b = torch.rand(2, m, generator=gen, dtype=torch.float64)
+    if zero_a:
+        a[1, 2] = 0.0
+    if zero_b:
+        b[0, 1] = 0.0
+    a, b = a / a.sum(-1, keepdim=True), b / b.sum(-1, keepdim=True)
+    f = 0.3 * torch.randn(2, n, generator=gen, dtype=torch.float64)
+    got = error_after_update(DenseGeometry(cost, eps), f, a, b)
+    f0 = torch.where(a > 0, f, -torch.inf)
+    g1 = eps * (b.log() - torch.logsumexp((f0[:, :, None] - cost) / eps, dim=1))
+    f1 = eps * (a.log() - torch.logsumexp((g1[:, None, :] - cost) / eps, dim=2))
+    plan = torch.exp((f1[:, :, None] + g1[:, None, :] - cost) / eps).nan_to_num(0.0)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, (plan.sum(1) - b).abs().sum(-1), rtol=1e-9, atol=1e-12)
+    # It sits between the errors half an update before and half an update after.
+    geometry = DenseGeometry(cost, eps)
+    assert (got <= unrolled_marginal_error(geometry, f, a, b, 0) + 1e-12).all()

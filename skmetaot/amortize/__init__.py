@@ -2,7 +2,11 @@
 
 from skmetaot.amortize.cloud_features import CloudFeatures, cloud_features
 from skmetaot.amortize.features import first_sinkhorn_step, pair_features
-from skmetaot.amortize.losses import entropic_dual_value, unrolled_marginal_error
+from skmetaot.amortize.losses import (
+    entropic_dual_value,
+    error_after_update,
+    unrolled_marginal_error,
+)
 from skmetaot.amortize.training import TrainingDiverged, TrainingHistory, train
 
 __all__ = [
@@ -11,6 +15,7 @@ __all__ = [
     "TrainingHistory",
     "cloud_features",
     "entropic_dual_value",
+    "error_after_update",
     "first_sinkhorn_step",
     "pair_features",
     "train",
