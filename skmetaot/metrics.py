@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from skmetaot._backend import as_float_tensor, kind_of
+from skmetaot._gaussian import MOMENT_NAMES, bures_wasserstein_squared, check_moment_shapes
 
 __all__ = ["dual_objective", "marginal_error", "uvp", "w2_gaussian"]
 
@@ -120,16 +120,18 @@ def w2_gaussian(mean_a: Any, cov_a: Any, mean_b: Any, cov_b: Any) -> float:
     -------
     float
 
+    Raises
+    ------
+    ValueError
+        If the shapes do not match (d,), (d, d), (d,), (d, d), or a value is not finite.
+
     Examples
     --------
     >>> import numpy as np
     >>> round(w2_gaussian(np.zeros(2), np.eye(2), np.ones(2), np.eye(2)), 6)
     2.0
     """
-    from scipy.linalg import sqrtm
-
-    ma, mb = np.asarray(mean_a, float), np.asarray(mean_b, float)
-    sa, sb = np.asarray(cov_a, float), np.asarray(cov_b, float)
-    root = sqrtm(sa)
-    cross = np.real(sqrtm(root @ sb @ root))
-    return float(((ma - mb) ** 2).sum() + np.trace(sa + sb - 2 * cross))
+    moments = [as_float_tensor(value, name, dtype=torch.float64) for value, name in
+               zip((mean_a, cov_a, mean_b, cov_b), MOMENT_NAMES, strict=True)]
+    check_moment_shapes(*moments)
+    return float(bures_wasserstein_squared(*moments))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from skmetaot._gaussian import bures_map, psd_power
 from skmetaot.amortize.training import TrainingDiverged, TrainingHistory, train
 from skmetaot.amortize.w2_losses import DIVERGED_LOSS, W2StepOutput, w2_dual_step
 from skmetaot.nn.icnn import ICNN
@@ -52,12 +53,6 @@ class AffineBaseline:
                               self.inverse_matrix[index], self.inverse_shift[index])
 
 
-def _spd_power(matrix: torch.Tensor, power: float) -> torch.Tensor:
-    values, vectors = torch.linalg.eigh((matrix + matrix.transpose(-1, -2)) / 2)
-    scaled = vectors * values.clamp_min(1e-12).pow(power).unsqueeze(-2)
-    return scaled @ vectors.transpose(-1, -2)
-
-
 def gaussian_baseline(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Tensor,
                       cov_b: torch.Tensor, ridge: float = 1e-3) -> AffineBaseline:
     """The W2 maps between the Gaussians of given moments, as an :class:`AffineBaseline`.
@@ -80,11 +75,8 @@ def gaussian_baseline(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.T
         scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None]
         return cov + (ridge * scale + 1e-9) * eye
 
-    cov_a, cov_b = regular(cov_a), regular(cov_b)
-    root_a, inv_root_a = _spd_power(cov_a, 0.5), _spd_power(cov_a, -0.5)
-    transport = inv_root_a @ _spd_power(root_a @ cov_b @ root_a, 0.5) @ inv_root_a
-    matrix, inverse_matrix = _spd_power(transport, 0.5), _spd_power(transport, -0.5)
-    shift = mean_b - (transport @ mean_a.unsqueeze(-1)).squeeze(-1)
+    transport, shift = bures_map(mean_a, regular(cov_a), mean_b, regular(cov_b), floor=1e-12)
+    matrix, inverse_matrix = psd_power(transport, 0.5, 1e-12), psd_power(transport, -0.5, 1e-12)
     inverse = inverse_matrix @ inverse_matrix
     inverse_shift = mean_a - (inverse @ mean_b.unsqueeze(-1)).squeeze(-1)
     return AffineBaseline(matrix, shift, inverse_matrix, inverse_shift)

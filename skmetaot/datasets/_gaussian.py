@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from skmetaot._gaussian import (
+    bures_map,
+    bures_potential,
+    bures_transport,
+    bures_wasserstein_squared,
+    check_moment_shapes,
+    psd_power,
+)
 from skmetaot._validation import check_positive_int
 from skmetaot.datasets._known_map import KnownMapPair, RandomStateLike, as_generator
-
-
-def _sqrtm_spd(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric positive semi-definite matrix."""
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-    return (root + root.T) / 2
 
 
 def _random_spd(dim: int, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
@@ -73,26 +74,19 @@ class GaussianPair(KnownMapPair):
         arrays = [np.array(a, dtype=np.float64) for a in
                   (mean_source, cov_source, mean_target, cov_target)]
         self.mean_source, self.cov_source, self.mean_target, self.cov_target = arrays
-        dim = self.mean_source.shape[0] if self.mean_source.ndim == 1 else -1
-        for name, array, shape in zip(("mean_source", "cov_source", "mean_target", "cov_target"),
-                                      arrays, ((dim,), (dim, dim)) * 2, strict=True):
-            if array.shape != shape:
-                raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+        dim = check_moment_shapes(*arrays, names=("mean_source", "cov_source", "mean_target",
+                                                  "cov_target"))
         for name, cov in (("cov_source", self.cov_source), ("cov_target", self.cov_target)):
             if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
                 raise ValueError(f"{name} must be symmetric positive definite")
         super().__init__(dim, n_test=n_test, test_seed=test_seed, dtype=dtype)
 
-        root_a = _sqrtm_spd(self.cov_source)
-        inv_root_a = np.linalg.inv(root_a)
-        cross = _sqrtm_spd(root_a @ self.cov_target @ root_a)
-        matrix = inv_root_a @ cross @ inv_root_a
-        self.transport_matrix = (matrix + matrix.T) / 2
-        self.transport_bias = self.mean_target - self.transport_matrix @ self.mean_source
-        self.w2_squared = float(np.sum((self.mean_source - self.mean_target) ** 2)
-                                + np.trace(self.cov_source + self.cov_target - 2 * cross))
+        moments = [torch.from_numpy(array) for array in arrays]
+        matrix, bias = bures_map(*moments)
+        self.transport_matrix, self.transport_bias = matrix.numpy(), bias.numpy()
+        self.w2_squared = float(bures_wasserstein_squared(*moments))
         self.var_target = float(np.trace(self.cov_target))
-        self._source_factor = root_a
+        self._source_factor = psd_power(moments[1]).numpy()
 
     def _sample_source(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self.mean_source + rng.standard_normal((n, self.dim)) @ self._source_factor.T
@@ -103,12 +97,10 @@ class GaussianPair(KnownMapPair):
         return matrix, bias
 
     def _map(self, x: torch.Tensor) -> torch.Tensor:
-        matrix, bias = self._affine(x)
-        return x @ matrix.T + bias
+        return bures_transport(x, *self._affine(x))
 
     def _potential(self, x: torch.Tensor) -> torch.Tensor:
-        matrix, bias = self._affine(x)
-        return 0.5 * ((x @ matrix) * x).sum(1) + x @ bias
+        return bures_potential(x, *self._affine(x))
 
 
 def make_gaussian_pair(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from skmetaot._gaussian import bures_map, sqeuclidean_potential, weighted_moments
+
 
 def zeros_init(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """The cold start: f = 0.
@@ -33,27 +35,6 @@ def zeros_init(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
             [0., 0., 0.]])
     """
     return torch.zeros_like(a)
-
-
-def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
-    values, vectors = torch.linalg.eigh(matrix)
-    return (vectors * values.clamp_min(0).sqrt()[..., None, :]) @ vectors.transpose(-1, -2)
-
-
-def _inv_sqrtm_psd(matrix: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
-    values, vectors = torch.linalg.eigh(matrix)
-    values = torch.maximum(values, floor[..., None])
-    return (vectors * values.rsqrt()[..., None, :]) @ vectors.transpose(-1, -2)
-
-
-def _moments(points: torch.Tensor, weights: torch.Tensor):
-    """Weighted mean (B, d) and covariance (B, d, d) of (n, d) or (B, n, d) points."""
-    if points.ndim == 2:
-        points = points.expand(weights.shape[0], *points.shape)
-    mean = torch.einsum("bn,bnd->bd", weights, points)
-    centred = points - mean[:, None, :]
-    cov = torch.einsum("bn,bnd,bne->bde", weights, centred, centred)
-    return mean, cov
 
 
 def gaussian_init(
@@ -105,20 +86,15 @@ def gaussian_init(
     # origin (float32 supports at 1000 + [0, 1]^2 would otherwise lose most digits of f).
     origin = x.detach()[..., :1, :]
     x, y = x - origin, y - origin
-    mean_a, cov_a = _moments(x, a)
-    mean_b, cov_b = _moments(y, b)
+    mean_a, cov_a = weighted_moments(x, a)
+    mean_b, cov_b = weighted_moments(y, b)
     dim = cov_a.shape[-1]
     # Degenerate fits (a single atom, collinear points) get a ridge relative to their scale.
     scale = (cov_a.diagonal(dim1=-2, dim2=-1).sum(-1) + cov_b.diagonal(dim1=-2, dim2=-1).sum(-1))
     floor = (scale / dim).clamp_min(torch.finfo(a.dtype).tiny) * 1e-6
     eye = torch.eye(dim, dtype=a.dtype, device=a.device)
-    cov_a = cov_a + floor[:, None, None] * eye
-    cov_b = cov_b + floor[:, None, None] * eye
-    root_a = _sqrtm_psd(cov_a)
-    inv_root_a = _inv_sqrtm_psd(cov_a, floor)
-    bures = inv_root_a @ _sqrtm_psd(root_a @ cov_b @ root_a) @ inv_root_a
+    matrix, bias = bures_map(mean_a, cov_a + floor[:, None, None] * eye, mean_b,
+                             cov_b + floor[:, None, None] * eye, floor=floor)
     points = x if x.ndim == 3 else x.expand(a.shape[0], *x.shape)
-    centred = points - mean_a[:, None, :]
-    quad = torch.einsum("bnd,bde,bne->bn", centred, bures, centred)
-    f = (points * points).sum(-1) - quad - 2.0 * (points @ mean_b[:, :, None])[..., 0]
+    f = sqeuclidean_potential(points, matrix, bias)
     return f - (a * f).sum(-1, keepdim=True)
