@@ -22,15 +22,6 @@ from skmetaot.amortize.w2gn import gaussian_baseline
 from skmetaot.metrics import w2_gaussian
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a small shared CPU the torch thread pool runs ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @st.composite
 def gaussians(draw, max_dim: int = 6):
     """Two Gaussians of one dimension: rotated covariances, eigenvalues over three decades."""
