@@ -22,7 +22,6 @@ BENCHMARKS = {
 }
 #: Benchmark names whose module in benchmarks/harness is named otherwise.
 BENCHMARK_MODULES = {"sinkhorn": "cold_sinkhorn", "scale": "scale_training"}
-DEMO_CHECKPOINTS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
 
 DESCRIPTION = """\
 skmetaot learns to solve optimal transport problems that come from one distribution: it
@@ -35,8 +34,10 @@ commands:
                       and from the Meta OT prediction. Prints how many iterations and seconds
                       each needs and saves their convergence curves as a figure. About two
                       minutes on 2 CPU cores (--quick: under a minute).
-  bench NAME          run a benchmark of benchmarks.md, print its table and write it to
-                      benchmarks/results/bench_NAME.{md,json} (--quick: a smoke-test size).
+  bench NAME          in a source checkout (the benchmarks are not installed): run a
+                      benchmark of benchmarks.md, print its table and write it to
+                      benchmarks/results/bench_NAME.{md,json} (--quick: a smoke-test size);
+                      python benchmarks/bench_NAME.py runs it with all its options.
 """
 EPILOG = """\
 examples:
@@ -47,7 +48,7 @@ examples:
 """
 
 
-def _harness(name: str, command: str):
+def _harness(name: str, benchmark: str):
     """The module ``harness.<name>`` of a source checkout's ``benchmarks/`` folder.
 
     The benchmarks are not part of the installed package: they are found next to the package
@@ -61,60 +62,21 @@ def _harness(name: str, command: str):
             if str(folder) not in sys.path:
                 sys.path.insert(0, str(folder))
             return import_module(f"harness.{name}")
-    raise SystemExit(f"skmetaot {command}: the benchmarks are not part of the installed package; "
-                     "from a source checkout of skmetaot, run "
-                     f"python benchmarks/bench_{command.split()[-1]}.py (or this command there)")
+    raise SystemExit(f"skmetaot bench {benchmark}: the benchmarks are not part of the installed "
+                     f"package; run python benchmarks/bench_{benchmark}.py from a source checkout "
+                     "of skmetaot")
 
 
 def _demo(args: argparse.Namespace) -> None:
-    meta_sinkhorn = _harness("meta_sinkhorn", "demo")
-    markdown_table = _harness("common", "demo").markdown_table
-    from skmetaot.datasets import make_mnist_pairs, mnist_pair_sampler
-    from skmetaot.solvers import sinkhorn_convergence
+    from skmetaot._demo import run_demo
 
-    device = args.device
-    print("skmetaot demo: train Meta OT on MNIST pairs (images 0-7999 of the bundled test set), "
-          "then solve unseen pairs (images 8000-9999) from zeros, Gaussian and Meta OT "
-          f"initialisations (eps=1e-2, L1 marginal error, device={device})", flush=True)
-    test_pairs = make_mnist_pairs(32, split="test", random_state=1, dtype="float32")
-    est = meta_sinkhorn.demo_estimator(device=device, quick=args.quick)
-    # Fresh pairs of the training images at every step, as the Meta OT reference trains.
-    train_pairs = mnist_pair_sampler(est.batch_size, split="train", random_state=0)
-    if args.steps is not None:
-        est.set_params(max_iter=args.steps)
-    out = meta_sinkhorn.run_problem("MNIST", est, train_pairs, test_pairs,
-                                    n_single=16 if args.quick else 32, pot=False)
-    print(f"trained {est.n_iter_} steps in {out['train']['seconds']:.0f} s")
-    print(markdown_table(out["inits"], meta_sinkhorn.INIT_COLUMNS))
-    print(markdown_table(out["prediction"], meta_sinkhorn.PRED_COLUMNS))
-
-    predicted_f, _ = est.predict_potentials(test_pairs)
-    curves = {name: (DEMO_CHECKPOINTS, sinkhorn_convergence(
-        test_pairs, DEMO_CHECKPOINTS, epsilon=est.epsilon, init=init, device=device))
-        for name, init in (("zeros", "zeros"), ("Gaussian", "gaussian"),
-                           ("Meta OT prediction", predicted_f))}
-    _save_demo_figure(curves, args.figure)
-    print("Full benchmarks: python -m skmetaot bench --help")
-
-
-def _save_demo_figure(curves: dict, path: str) -> None:
-    try:
-        from skmetaot.plotting import plot_convergence
-
-        fig = plot_convergence(curves, tol=1e-3, title="32 unseen MNIST pairs (median, "
-                               "quartiles)", path=path)
-    except ImportError as error:
-        print(f"no figure: {error}")
-        return
-    fig.clf()
-    print(f"convergence curves saved to {Path(path).resolve()}")
+    run_demo(args.device, quick=args.quick, steps=args.steps, figure=args.figure)
 
 
 def _bench(args: argparse.Namespace) -> None:
-    command = f"bench {args.name}"
-    write_results = _harness("common", command).write_results
+    write_results = _harness("common", args.name).write_results
     # Each benchmark is imported only when asked for.
-    module = _harness(BENCHMARK_MODULES.get(args.name, args.name), command)
+    module = _harness(BENCHMARK_MODULES.get(args.name, args.name), args.name)
     if args.name == "scale":  # two sections, two result files
         for name, payload in module.run_all(args.quick).items():
             write_results(name, payload, payload["table"], Path(args.out))

@@ -36,6 +36,7 @@ PUBLIC_MODULES = (
     "skmetaot.datasets",
     "skmetaot.distributed",
     "skmetaot.estimators",
+    "skmetaot.evaluation",
     "skmetaot.geometry",
     "skmetaot.measures",
     "skmetaot.metrics",

@@ -57,3 +57,14 @@ def test_bench_writes_its_results(tmp_path, capsys):
     assert payload["machine"]["device"] == "cpu"
     assert (tmp_path / "bench_sinkhorn_pot_quick.md").read_text().count("| float32 |") >= 2
     assert "float64" in capsys.readouterr().out
+
+
+def test_bench_outside_a_source_checkout_says_where_to_run_it(tmp_path, monkeypatch):
+    # An installed package has no benchmarks/ next to it (nor in the working directory).
+    import skmetaot.__main__ as cli
+
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "skmetaot" / "x.py"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="run python benchmarks/bench_w2.py from a source "
+                                         "checkout"):
+        main(["bench", "w2", "--device", "cpu"])

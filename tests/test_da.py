@@ -6,7 +6,6 @@ import numpy as np
 import ot
 import pytest
 import sklearn
-from harness.da_workflows import make_rotated_moons
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_validate
@@ -21,6 +20,7 @@ from skmetaot.da import (
     W2MappingAdapter,
     W2MapTransport,
 )
+from skmetaot.datasets import make_rotated_moons
 
 _ROUTING = sklearn.get_config()["enable_metadata_routing"]
 try:

@@ -11,6 +11,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from skmetaot import NeuralW2Transport
+from skmetaot.da import adapted_pipeline
 from skmetaot.datasets import DigitDomains, load_digits_domains, upscale_digits
 from skmetaot.estimators import TargetDataWarning
 
@@ -90,7 +91,7 @@ def test_frozen_map_pipeline_end_to_end(domains):
                                          domains.X_source[:500], X_eval, y_eval)
     assert 0.0 <= row["target accuracy"] <= 1.0
     assert row["fit s"] >= 0.0 and row["transform s"] >= 0.0
-    pipeline = domain_adaptation.adapted_pipeline(transport, classifier)
+    pipeline = adapted_pipeline(transport, classifier)
     assert isinstance(pipeline.steps[0][1], FrozenEstimator)
     mapped = transport.transform(X_eval)
     assert mapped.shape == X_eval.shape and not np.allclose(mapped, X_eval)
@@ -101,6 +102,14 @@ def test_frozen_map_pipeline_end_to_end(domains):
     with pytest.warns(TargetDataWarning):
         pipeline.fit(domains.X_source, domains.y_source)
     np.testing.assert_array_equal(transport.transform(X_eval), mapped)
+
+
+def test_adapted_pipeline_names_what_is_not_a_map_or_a_classifier():
+    classifier = LogisticRegression()
+    with pytest.raises(TypeError, match="fitted_map must be a fitted transformer"):
+        adapted_pipeline(classifier, classifier)
+    with pytest.raises(TypeError, match="classifier must be an estimator with predict"):
+        adapted_pipeline(NeuralW2Transport(), object())
 
 
 def test_run_payload_small():

@@ -257,13 +257,15 @@ def test_supports_built_in_another_precision_are_the_same_supports():
 @pytest.mark.parametrize("init", ["zeros", "meta"])
 def test_benchmark_chained_tolerances_count_the_direct_iterations(fitted, digits_split, init):
     # B2 measures 1e-2 and 1e-3 along one run per pair; it must count what a direct run counts.
-    from harness.meta_sinkhorn import _solve_to
+    from skmetaot.evaluation import time_to_tolerances
 
     _, test = digits_split
-    pairs = fitted._validate_pairs(test[:6], fitting=False)
-    legs = _solve_to(fitted, pairs, (1e-4, 1e-2), init, chain=True)
+    pairs = test[:6]
+    legs = time_to_tolerances(fitted, pairs, (1e-4, 1e-2), init, chain=True)
     for (_, state), tol in zip(legs, (1e-2, 1e-4), strict=True):
-        direct = fitted._refine_state(pairs, tol, 100000, init)
+        direct = fitted.refine_state(pairs, tol, 100000, init)
         assert state.n_iter.tolist() == direct.n_iter.tolist()
+        assert state.n_iter.tolist() == [r.log["niter"] for r in fitted.refine(pairs, tol,
+                                                                               100000, init)]
         assert bool(state.converged.all())
     assert (legs[1][1].n_iter > legs[0][1].n_iter).all()

@@ -16,6 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+# The benchmarks' tables are the public one's (skmetaot.evaluation), re-exported here.
+from skmetaot.evaluation import markdown_table
+
+__all__ = ["machine_info", "markdown_table", "pot_to_tolerance", "pot_warmstart_row",
+           "run_json_worker", "timed", "write_results"]
+
 
 def timed(function: Callable[[], Any]) -> tuple[float, Any]:
     """Run ``function`` once and return (seconds, result)."""
@@ -77,18 +83,6 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
         "pot": ot.__version__,
         "git_revision": revision,
     }
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Render ``rows`` as a Markdown table with the given column order."""
-    def fmt(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
-        return str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_results(name: str, payload: dict[str, Any], table: str, folder: Path) -> None:

@@ -8,8 +8,9 @@ Two workflows, each used by POT's or skada's methods and by ours on the same dat
   target rows together (``y = -1`` on target rows), ``pipeline.score(X_eval, y_eval)`` on
   target points (skada's convention: rows without ``sample_domain`` are targets).
 
-Every accuracy is on target points the maps never saw. Also here: the rotated-moons family (the
-classic toy shift of the ``ot.da`` examples): two moons, the target rotated by an angle.
+Every accuracy is on target points the maps never saw. Also here: the rotated-moons family
+(:func:`skmetaot.datasets.make_rotated_moons`, the classic toy shift of the ``ot.da``
+examples): two moons, the target rotated by an angle.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import numpy as np
 import ot
 import sklearn
 from sklearn.base import clone
-from sklearn.datasets import make_moons
 
 from harness.common import timed
 from skmetaot.da import SinkhornMapping, SinkhornTransport, W2Mapping, W2MapTransport
+from skmetaot.datasets import make_rotated_moons
 
 OTDA = "ot.da form"
 SKADA = "skada pipeline"
@@ -39,30 +40,6 @@ def skada_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def make_rotated_moons(n_samples: int, angle: float, noise: float = 0.1,
-                       random_state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Two moons rotated by ``angle`` degrees about their centre (0 gives the source).
-
-    Parameters
-    ----------
-    n_samples : int
-    angle : float
-        Rotation in degrees.
-    noise : float, default=0.1
-    random_state : int, optional
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, 2)
-    y : ndarray of shape (n_samples,)
-    """
-    X, y = make_moons(n_samples, noise=noise, random_state=random_state)
-    theta = np.deg2rad(angle)
-    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    centre = np.array([0.5, 0.25])
-    return (X - centre) @ rotation.T + centre, y
 
 
 def otda_methods(reg_e: float, w2: dict[str, Any]) -> dict[str, Callable[[int], Any]]:

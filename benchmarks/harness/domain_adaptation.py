@@ -11,11 +11,11 @@ labelled source features.
 For each split, the target is cut at random into an unlabelled adaptation half (the maps are
 fitted on it and on a random sample of the source features) and a held-out evaluation half.
 Each map goes target -> source and is put in front of the frozen source classifier,
-``Pipeline([("map", FrozenEstimator(fitted_map)), ("clf", classifier)])``; the accuracy is that
-pipeline's score on the evaluation half, points the maps never saw (POT's transports map new
-points through their nearest fitted neighbour; ours evaluates ``grad f``). No target label is
-used to fit anything; every setting below is fixed in advance and reported, none picked per
-split.
+``Pipeline([("map", FrozenEstimator(fitted_map)), ("clf", classifier)])``
+(:func:`skmetaot.da.adapted_pipeline`); the accuracy is that pipeline's score on the evaluation
+half, points the maps never saw (POT's transports map new points through their nearest fitted
+neighbour; ours evaluates ``grad f``). No target label is used to fit anything; every setting
+below is fixed in advance and reported, none picked per split.
 
 The same run also measures the two workflows that POT's and skada's users write (see
 :mod:`harness.da_workflows`), on B5's splits and on a rotated-moons family:
@@ -32,14 +32,13 @@ from typing import Any
 import numpy as np
 import ot
 import torch
-from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
 from harness import da_workflows
 from harness.common import machine_info, markdown_table, timed
 from skmetaot import NeuralW2Transport
+from skmetaot.da import adapted_pipeline
 from skmetaot.datasets import load_digits_domains, load_mnist
 
 #: Smoke-test size (well under a minute on 2 CPU cores).
@@ -124,23 +123,6 @@ def fit_map(transport: Any, X_adapt: np.ndarray, X_source: np.ndarray) -> Any:
     if isinstance(transport, NeuralW2Transport):
         return transport.fit((X_adapt, X_source))
     return transport.fit(Xs=X_adapt, Xt=X_source)
-
-
-def adapted_pipeline(fitted_map: Any, classifier: Any) -> Pipeline:
-    """``Pipeline([("map", FrozenEstimator(fitted_map)), ("clf", classifier)])``.
-
-    Parameters
-    ----------
-    fitted_map : fitted transformer
-        A target -> source map with ``transform(X)``.
-    classifier : fitted classifier
-        Trained on source features.
-
-    Returns
-    -------
-    sklearn.pipeline.Pipeline
-    """
-    return Pipeline([("map", FrozenEstimator(fitted_map)), ("clf", classifier)])
 
 
 def evaluate_map(transport: Any, classifier: Any, X_adapt: np.ndarray, X_source: np.ndarray,

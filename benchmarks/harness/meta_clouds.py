@@ -6,7 +6,7 @@ family is trained on a stream of fresh pairs for a wall-clock budget (resumable:
 is pickled after every chunk of steps), then evaluated on held-out pairs with unseen supports:
 pairs of the training sizes, and pairs twice as large as any seen in training. Each start
 (zeros, the Gaussian potential, the prediction) is solved by the same solver
-(``MetaSinkhornCloudTransport._refine_state``), one pair at a time (batch 1) and all together
+(``MetaSinkhornCloudTransport.refine_state``), one pair at a time (batch 1) and all together
 (batched), to 1e-2 and then on to 1e-3 along one trajectory; seconds include computing the
 start (the network's forward pass for meta). POT's ``sinkhorn_log`` runs cold and warm-started
 from the prediction (:func:`skmetaot.pot.to_warmstart`).
@@ -31,7 +31,6 @@ from harness.common import (
     pot_warmstart_row,
     timed,
 )
-from harness.meta_sinkhorn import INIT_COLUMNS, _init_rows
 from skmetaot.amortize import unrolled_marginal_error
 from skmetaot.costs import pairwise_cost
 from skmetaot.datasets import (
@@ -43,6 +42,7 @@ from skmetaot.datasets import (
     sphere_cloud_sampler,
 )
 from skmetaot.estimators import MetaSinkhornCloudTransport
+from skmetaot.evaluation import INIT_COLUMNS, compare_initialisations
 from skmetaot.geometry import DenseGeometry
 
 TOLERANCES = (1e-2, 1e-3)
@@ -177,8 +177,8 @@ def _pot_rows(est, pairs, name: str, n_single: int) -> list[dict[str, Any]]:
             f, g = (np.asarray(v[0], dtype=np.float64) for v in est.predict_potentials(one))
             yield (one.a[0].cpu().numpy().astype(np.float64),
                    one.b[0].cpu().numpy().astype(np.float64), cost,
-                   int(est._refine_state(one, tol, 100000, "zeros").n_iter[0]),
-                   int(est._refine_state(one, tol, 100000, "meta").n_iter[0]), f, g)
+                   int(est.refine_state(one, tol, 100000, "zeros").n_iter[0]),
+                   int(est.refine_state(one, tol, 100000, "meta").n_iter[0]), f, g)
 
     return [pot_warmstart_row(name, tol, est.epsilon, cases(tol)) for tol in TOLERANCES]
 
@@ -190,8 +190,8 @@ def evaluate(est: MetaSinkhornCloudTransport, family: str, *, n_pairs: int = 16,
     for name, pairs in FAMILIES[family].held_out(n_pairs, seed).items():
         pairs = pairs.to(torch.float64)
         name = f"{name}{label}"
-        init_rows += _init_rows(est, pairs, TOLERANCES, name, n_pairs, False, n_batch=n_pairs,
-                                batch_repeats=1, chain=True)
+        init_rows += compare_initialisations(est, pairs, TOLERANCES, name=name, n_single=n_pairs,
+                                             n_batch=n_pairs, batch_repeats=1, chain=True)
         pred_rows.append(_prediction_row(est, pairs, name, n_pairs))
         if n_pot:
             pot_rows += _pot_rows(est, pairs, name, min(n_pot, n_pairs))

@@ -29,6 +29,8 @@ from skmetaot.datasets import (
     sphere_supply_demand_sampler,
 )
 from skmetaot.estimators import MetaSinkhornTransport
+from skmetaot.evaluation import time_to_tolerances
+from skmetaot.measures import as_pairs
 from skmetaot.solvers.entropic import pair_geometry, solve_pairs
 
 #: The reference's error after one Sinkhorn update (mean of 10 seeds, ranges read from the Meta
@@ -74,7 +76,8 @@ def evaluate(est: MetaSinkhornTransport, pairs, tolerances=(1e-2,), *, init: str
     """
     geometry = pair_geometry(pairs, [0], epsilon=est.epsilon, cost=est.cost,
                              cost_matrix=None)[0]
-    f = est._predict_f(pairs, geometry=geometry) if init == "meta" else torch.zeros_like(pairs.a)
+    f = (torch.as_tensor(est.predict_potentials(pairs)[0], device=pairs.a.device)
+         if init == "meta" else torch.zeros_like(pairs.a))
     with torch.no_grad():
         after_one = unrolled_marginal_error(geometry, f, pairs.a, pairs.b, 1)
     row: dict[str, Any] = {"err1_mean": float(after_one.mean()),
@@ -273,12 +276,11 @@ def final_table(est: MetaSinkhornTransport, pairs, name: str, tolerances=(1e-2, 
     potentials that met the looser one, so iterations and seconds accumulate along one run.
     Seconds include the initialisation (the forward pass for ``meta``) and are per pair.
     """
-    from harness.meta_sinkhorn import _solve_to
-
-    pairs = est._validate_pairs(pairs, fitting=False)
+    where = est.support_x_  # a fitted tensor: the estimator's dtype and device
+    pairs = as_pairs(pairs).to(where.dtype, where.device)
     stats = {}
     for init in inits:
-        legs = _solve_to(est, pairs, tolerances, init, chain=True)
+        legs = time_to_tolerances(est, pairs, tolerances, init, chain=True)
         for tol, (seconds, state) in zip(sorted(tolerances, reverse=True), legs, strict=True):
             stats[(init, tol)] = (float(np.median(state.n_iter.cpu().numpy())),
                                   seconds / pairs.n_pairs, int(state.converged.sum()))

@@ -86,6 +86,7 @@ def _refine_worker(variant: str, model: str, tol: float, max_iter: int,
     with open(model, "rb") as handle:
         est, pairs = pickle.load(handle)
     n_pairs = pairs.n_pairs
+    where = est.support_x_  # a fitted tensor: the estimator's dtype and device
     est.refine(pairs[:8], tol=tol, max_iter=max_iter)  # warm-up (allocator, kernels)
     reset = _reset_peak_rss()  # so that the peak is the refinement's, not the set-up's
     before = _rss_mb()
@@ -93,7 +94,7 @@ def _refine_worker(variant: str, model: str, tol: float, max_iter: int,
     if variant == "refine":
         results = est.refine(pairs, tol=tol, max_iter=max_iter)
         stats = [(r.log["niter"], r.log["err"], r.value) for r in results]
-        batch = default_batch_size(est._validate_pairs(pairs[:1], fitting=False), cost=est.cost)
+        batch = default_batch_size(pairs[:1].to(where.dtype, where.device), cost=est.cost)
     elif variant == "hand":
         results = [r for k in range(0, n_pairs, hand_batch)
                    for r in est.refine(pairs[k:k + hand_batch], tol=tol, max_iter=max_iter)]
@@ -102,7 +103,7 @@ def _refine_worker(variant: str, model: str, tol: float, max_iter: int,
     elif variant == "stream":
         stats = [(r.log["niter"], r.log["err"], r.value)
                  for part in est.iter_refine(pairs, tol=tol, max_iter=max_iter) for r in part]
-        batch = default_batch_size(est._validate_pairs(pairs[:1], fitting=False), cost=est.cost)
+        batch = default_batch_size(pairs[:1].to(where.dtype, where.device), cost=est.cost)
     else:
         raise ValueError(f"unknown variant {variant!r}")
     seconds = time.perf_counter() - start

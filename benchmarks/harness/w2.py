@@ -71,8 +71,9 @@ def _fit(pair: Any, method: tuple, steps: int, batch_size: int, seed: int, devic
 
 def _conjugate_rows(est: NeuralW2Transport, pair: Any, dim: int, seed: int) -> list[dict]:
     """Iterations the batched L-BFGS needs on 1024 conjugates of the trained potential."""
+    where = next(est.potential_.parameters())  # the fitted network's device and dtype
     y = torch.as_tensor(pair.sample_target(1024, random_state=seed + 2)).to(
-        est._device_, est._dtype_)
+        where.device, where.dtype)
     rows = []
     for start_name in ("amortized", "y (cold)"):
         with torch.no_grad():

@@ -10,6 +10,8 @@
 
 A plain ``Pipeline([transport, classifier])`` cannot tell the domains apart (scikit-learn
 passes only ``(X, y)``): the transports raise a ``ValueError`` there that says what to do.
+What works there is a map fitted target -> source, frozen in front of the source classifier:
+:func:`adapted_pipeline`.
 """
 
 from skmetaot.da._adapters import (
@@ -18,6 +20,7 @@ from skmetaot.da._adapters import (
     W2Mapping,
     W2MappingAdapter,
 )
+from skmetaot.da._pipeline import adapted_pipeline
 from skmetaot.da._transports import SinkhornTransport, W2MapTransport, check_domains
 
 __all__ = [
@@ -27,5 +30,6 @@ __all__ = [
     "W2MapTransport",
     "W2Mapping",
     "W2MappingAdapter",
+    "adapted_pipeline",
     "check_domains",
 ]

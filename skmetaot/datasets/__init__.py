@@ -25,7 +25,11 @@ from skmetaot.datasets._families import (
 from skmetaot.datasets._gaussian import GaussianPair, make_gaussian_pair
 from skmetaot.datasets._known_map import KnownMapPair
 from skmetaot.datasets._mnist import load_mnist, make_mnist_pairs, mnist_pair_sampler
-from skmetaot.datasets._toy2d import sample_checkerboard, sample_eight_gaussians
+from skmetaot.datasets._toy2d import (
+    make_rotated_moons,
+    sample_checkerboard,
+    sample_eight_gaussians,
+)
 from skmetaot.datasets._w2bench import W2BenchmarkPair, load_w2_benchmark
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "make_gaussian_pairs",
     "make_mnist_clouds",
     "make_mnist_pairs",
+    "make_rotated_moons",
     "mnist_cloud_sampler",
     "mnist_pair_sampler",
     "make_sphere_clouds",

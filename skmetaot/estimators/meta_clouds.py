@@ -21,7 +21,7 @@ from skmetaot.pot import otresults_from_state
 from skmetaot.sampling import RandomBatches, is_stream
 from skmetaot.solvers.entropic import _check_scalars, default_batch_size, solve_pairs
 from skmetaot.solvers.initializers import gaussian_init
-from skmetaot.solvers.sinkhorn import barycentric_map, c_transform, transport_plan
+from skmetaot.solvers.sinkhorn import SinkhornState, barycentric_map, c_transform, transport_plan
 
 #: Potentials the network corrects (see the ``baseline`` parameter).
 BASELINES = ("sinkhorn", "gaussian", None)
@@ -449,6 +449,26 @@ class MetaSinkhornCloudTransport(BaseOTEstimator):
         start = self._predict_f(pairs, batch_size) if init == "meta" else init
         return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost, init=start, tol=tol,
                            max_iter=max_iter, batch_size=batch_size)
+
+    def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
+                     init: str = "meta", *, batch_size: int | None = None) -> SinkhornState:
+        """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
+
+        For timing the refinement or counting its iterations: the same Sinkhorn runs as
+        :meth:`refine`, without building one ``OTResult`` (and its value) per pair.
+
+        Parameters
+        ----------
+        pairs, tol, max_iter, init, batch_size
+            As in :meth:`refine`.
+
+        Returns
+        -------
+        SinkhornState
+            Potentials padded to the largest pair (``-inf`` past a pair's size), and per pair
+            ``n_iter``, ``errors`` and ``converged``.
+        """
+        return self._refine_state(self._fitted_pairs(pairs), tol, max_iter, init, batch_size)
 
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
                init: str = "meta", *, batch_size: int | None = None) -> list:

@@ -31,7 +31,7 @@ from skmetaot.solvers.entropic import (
     solve_pairs,
 )
 from skmetaot.solvers.initializers import gaussian_init
-from skmetaot.solvers.sinkhorn import barycentric_map, c_transform, transport_plan
+from skmetaot.solvers.sinkhorn import SinkhornState, barycentric_map, c_transform, transport_plan
 
 
 class MetaSinkhornTransport(BaseOTEstimator):
@@ -544,6 +544,37 @@ class MetaSinkhornTransport(BaseOTEstimator):
         pairs = self._validate_pairs(pairs, fitting=False)
         tol, max_iter = self._refine_arguments(tol, max_iter, init)  # checked now, not lazily
         return self._iter_refine(pairs, self._batches(pairs, batch_size), tol, max_iter, init)
+
+    def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
+                     init: str = "meta", *, batch_size: int | None = None) -> SinkhornState:
+        """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
+
+        For timing the refinement or counting its iterations: the same Sinkhorn runs as
+        :meth:`refine`, without building one ``OTResult`` (and its value) per pair.
+
+        Parameters
+        ----------
+        pairs, tol, max_iter, init, batch_size
+            As in :meth:`refine`.
+
+        Returns
+        -------
+        SinkhornState
+            Potentials ``f``, ``g``, and per pair ``n_iter``, ``errors`` and ``converged``.
+
+        Examples
+        --------
+        >>> from skmetaot import MetaSinkhornTransport
+        >>> from skmetaot.datasets import make_mnist_pairs
+        >>> est = MetaSinkhornTransport(hidden_layer_sizes=(16,), max_iter=5, device="cpu",
+        ...                             random_state=0).fit(make_mnist_pairs(64, random_state=0))
+        >>> state = est.refine_state(make_mnist_pairs(3, split="test", random_state=1), tol=1e-2)
+        >>> state.n_iter.shape, bool(state.converged.all())
+        (torch.Size([3]), True)
+        """
+        check_is_fitted(self, "model_")
+        pairs = self._validate_pairs(pairs, fitting=False)
+        return self._refine_state(pairs, tol, max_iter, init, batch_size=batch_size)
 
     def _refine_arguments(self, tol: float | None, max_iter: int | None,
                           init: str) -> tuple[float, int]:
