@@ -452,8 +452,8 @@ def _sub_grid(shape: list[int], used: torch.Tensor):
     grid_used = used.reshape(shape)
     kept = []
     for k in range(len(shape)):
-        others = [d for d in range(len(shape)) if d != k]
-        kept.append((grid_used.any(dim=others) if others else grid_used).nonzero()[:, 0])
+        # One reduction over the flattened other axes (torch < 2.2 takes one dim in any()).
+        kept.append(grid_used.movedim(k, 0).reshape(shape[k], -1).any(1).nonzero()[:, 0])
     # Row-major flat index of every kept grid point, built axis by axis from the strides.
     flat = kept[0]
     for size, index in zip(shape[1:], kept[1:], strict=True):
