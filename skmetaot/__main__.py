@@ -77,23 +77,9 @@ def _bench(args: argparse.Namespace) -> None:
     write_results = _harness("common", args.name).write_results
     # Each benchmark is imported only when asked for.
     module = _harness(BENCHMARK_MODULES.get(args.name, args.name), args.name)
-    if args.name == "scale":  # two sections, two result files
-        for name, payload in module.run_all(args.quick).items():
-            write_results(name, payload, payload["table"], Path(args.out))
-            print(payload["table"])
-        return
-    if args.name == "meta_sinkhorn":
-        payload = module.run(args.quick)
-    elif args.name == "sinkhorn":
-        payload = (module.run(64, n_single=8, repeats=1, device=args.device) if args.quick
-                   else module.run(128, device=args.device))
-    else:
-        payload = module.run(**(module.QUICK if args.quick else {}), device=args.device)
-    # The CLI's B1 measures POT only: its own file, not benchmarks/bench_sinkhorn.py's peer table.
-    name = "bench_sinkhorn_pot" if args.name == "sinkhorn" else f"bench_{args.name}"
-    write_results(name + ("_quick" if args.quick else ""), payload, payload["table"],
-                  Path(args.out))
-    print(payload["table"])
+    for name, payload in module.run_benchmark(args.quick, device=args.device).items():
+        write_results(name, payload, payload["table"], Path(args.out))
+        print(payload["table"])
 
 
 def _parser() -> argparse.ArgumentParser:

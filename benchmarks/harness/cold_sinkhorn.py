@@ -126,3 +126,15 @@ def run(
             "ratio = POT seconds per pair / ours (higher is better for us).",
         ],
     }
+
+
+def run_benchmark(quick: bool = False, *, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """What ``skmetaot bench sinkhorn`` runs: the payloads by result-file name.
+
+    The runner every benchmark of the command line has (same signature): ``quick`` is the
+    smoke-test size.
+    """
+    payload = (run(64, n_single=8, repeats=1, device=device) if quick
+               else run(128, device=device))
+    # Its own file: POT alone, not benchmarks/bench_sinkhorn.py's table with the peers.
+    return {"bench_sinkhorn_pot" + ("_quick" if quick else ""): payload}

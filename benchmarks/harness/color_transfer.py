@@ -210,3 +210,13 @@ def run(steps: int = 3000, n_test_pairs: int = 12, refine_steps: tuple[int, int]
                       "training images in other pairings; ours hold whole images out.",
                       f"Times: one pair at a time on {device}; the prediction time includes "
                       "turning the images into measures and encoding them."]}
+
+
+def run_benchmark(quick: bool = False, *, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """What ``skmetaot bench color_transfer`` runs: the payloads by result-file name.
+
+    The runner every benchmark of the command line has (same signature): ``quick`` is the
+    smoke-test size.
+    """
+    payload = run(**(QUICK if quick else {}), device=device)
+    return {"bench_color_transfer" + ("_quick" if quick else ""): payload}

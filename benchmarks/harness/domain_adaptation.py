@@ -345,3 +345,13 @@ def run(n_splits: int = 5, n_source: int = 2000, max_iter: int = 1000,
                 "value, fixed in advance.",
                 "'wins over none' in the JSON summary counts the splits where a method beats "
                 "no adaptation."]}
+
+
+def run_benchmark(quick: bool = False, *, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """What ``skmetaot bench domain_adaptation`` runs: the payloads by result-file name.
+
+    The runner every benchmark of the command line has (same signature): ``quick`` is the
+    smoke-test size.
+    """
+    payload = run(**(QUICK if quick else {}), device=device)
+    return {"bench_domain_adaptation" + ("_quick" if quick else ""): payload}

@@ -195,3 +195,12 @@ def run(quick: bool = False, *, seed: int = 0, problems=("mnist", "sphere"),
                       "forward pass; gaussian: the Gaussian fit).",
                       "Errors are the L1 marginal error of eq. (7), both marginals.",
                       f"ot {ot.__version__}; POT runs in float64 on numpy."]}
+
+
+def run_benchmark(quick: bool = False, *, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """What ``skmetaot bench meta_sinkhorn`` runs: the payloads by result-file name.
+
+    The runner every benchmark of the command line has (same signature): ``quick`` is the
+    smoke-test size.
+    """
+    return {"bench_meta_sinkhorn" + ("_quick" if quick else ""): run(quick, device=device)}

@@ -115,3 +115,13 @@ def run(sizes: tuple[int, ...] = (200, 500, 1000), batch: int = 64, repeats: int
 def _niter_pair(out: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict[str, Any]]:
     plans, niter = out
     return plans, {"niter": niter}
+
+
+def run_benchmark(quick: bool = False, *, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """What ``skmetaot bench pot_dropin`` runs: the payloads by result-file name.
+
+    The runner every benchmark of the command line has (same signature): ``quick`` is the
+    smoke-test size.
+    """
+    payload = run(**(QUICK if quick else {}), device=device)
+    return {"bench_pot_dropin" + ("_quick" if quick else ""): payload}

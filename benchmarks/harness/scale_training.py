@@ -148,8 +148,13 @@ def run_training(base_pairs: int = BASE_PAIRS, scales: tuple[int, ...] = (1, 10,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 
-def run_all(quick: bool = False) -> dict[str, dict[str, Any]]:
-    """Both scale sections, by result-file name (what ``skmetaot bench scale`` writes)."""
+def run_benchmark(quick: bool = False, *, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """What ``skmetaot bench scale`` runs: both scale sections, by result-file name.
+
+    The runner every benchmark of the command line has (same signature): ``quick`` is the
+    smoke-test size; ``device`` is not used (the memory measurements are of CPU processes).
+    """
+    del device
     from harness import scale
 
     suffix = "_quick" if quick else ""

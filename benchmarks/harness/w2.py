@@ -200,3 +200,13 @@ def json_key(obj: Any) -> str:
     import json
 
     return json.dumps(obj, sort_keys=True)
+
+
+def run_benchmark(quick: bool = False, *, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """What ``skmetaot bench w2`` runs: the payloads by result-file name.
+
+    The runner every benchmark of the command line has (same signature): ``quick`` is the
+    smoke-test size.
+    """
+    payload = run(**(QUICK if quick else {}), device=device)
+    return {"bench_w2" + ("_quick" if quick else ""): payload}
