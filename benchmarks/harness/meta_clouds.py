@@ -44,6 +44,7 @@ from skmetaot.datasets import (
 from skmetaot.estimators import MetaSinkhornCloudTransport
 from skmetaot.evaluation import INIT_COLUMNS, compare_initialisations
 from skmetaot.geometry import DenseGeometry
+from skmetaot.solvers import gaussian_init
 
 TOLERANCES = (1e-2, 1e-3)
 PRED_COLUMNS = ["problem", "predict s (batch 1)", "prediction L1 error", "gaussian L1 error",
@@ -150,15 +151,19 @@ def train(family: str, encoder: str, seconds: float, state: Path, *, chunk: int 
 
 
 def _prediction_row(est, pairs, name: str, n_single: int) -> dict[str, Any]:
+    """Seconds of ``predict_potentials`` on one pair (``g(f)`` included), and each start's error.
+
+    The errors are eq. (7) of ``(f, g(f))`` before any update, in the pairs' dtype.
+    """
     seconds, errors = [], {"meta": [], "gaussian": [], "zeros": []}
-    est._predict_f(pairs[:1])  # warm-up
+    est.predict_potentials(pairs[:1])  # warm-up
     for k in range(n_single):
         one = pairs[k]
-        elapsed, (f,) = timed(lambda one=one: est._predict_f(one))
+        elapsed, ((f,), _) = timed(lambda one=one: est.predict_potentials(one))
         seconds.append(elapsed)
-        x, a, y, b, cost = est._tensors(one)
-        geometry = DenseGeometry(cost, est.epsilon)
-        from skmetaot.solvers.initializers import gaussian_init
+        x, a, y, b = one.padded()
+        geometry = DenseGeometry(pairwise_cost(x, y, est.cost), est.epsilon)
+        f = torch.as_tensor(f, dtype=a.dtype, device=a.device)
         starts = {"meta": f[None], "gaussian": gaussian_init(x, a, y, b),
                   "zeros": torch.zeros_like(a)}
         for init, start in starts.items():

@@ -51,7 +51,7 @@ def _status_mb(field: str) -> float | None:
     return None
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """Peak resident memory: VmHWM (what clear_refs resets), else ru_maxrss (kB on Linux).
 
     ru_maxrss also keeps the peak recorded when a thread exits, which a reset does not clear.
@@ -109,7 +109,7 @@ def _refine_worker(variant: str, model: str, tol: float, max_iter: int,
     seconds = time.perf_counter() - start
     niter, err, value = (np.array(column) for column in zip(*stats, strict=True))
     return {"variant": variant, "batch": batch, "pairs": n_pairs, "seconds": seconds,
-            "pairs_per_second": n_pairs / seconds, "peak_rss_mb": _peak_rss_mb(),
+            "pairs_per_second": n_pairs / seconds, "peak_rss_mb": peak_rss_mb(),
             "rss_before_mb": before, "peak_reset": reset, "median_iters": float(np.median(niter)),
             "converged": int((err < tol).sum()), "value_sum": float(value.sum()),
             "threads": torch.get_num_threads()}

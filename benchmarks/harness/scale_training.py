@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.common import machine_info, markdown_table, run_json_worker
-from harness.scale import _peak_rss_mb
+from harness.scale import peak_rss_mb
 
 #: Network and schedule of every run (a small network: the data path dominates).
 HIDDEN = (256,)
@@ -46,7 +46,7 @@ def _worker(kind: str, n_pairs: int, steps: int) -> dict[str, Any]:
     est = MetaSinkhornTransport(hidden_layer_sizes=HIDDEN, batch_size=BATCH, max_iter=steps,
                                 device="cpu", random_state=0)
     sampler = PairSampler(images, batch_size=BATCH, random_state=0)
-    baseline = _peak_rss_mb()
+    baseline = peak_rss_mb()
     if kind == "memory":
         # The pairs as a user would build them without a sampler: all of them, then fit.
         draws = sampler.iterate(0)
@@ -62,7 +62,7 @@ def _worker(kind: str, n_pairs: int, steps: int) -> dict[str, Any]:
     return {"total_seconds": total_seconds, "kind": kind, "pairs": n_pairs,
             "steps": est.n_iter_, "seconds": seconds,
             "pairs_per_second": distributed.world_size() * BATCH * est.n_iter_ / seconds,
-            "peak_rss_mb": _peak_rss_mb(), "rss_before_fit_mb": baseline,
+            "peak_rss_mb": peak_rss_mb(), "rss_before_fit_mb": baseline,
             "processes": distributed.world_size(), "rank": distributed.rank(),
             "threads": torch.get_num_threads()}
 
