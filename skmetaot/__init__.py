@@ -11,6 +11,10 @@ __version__ = "0.1.0"
 # ``import skmetaot.pot`` do not pay for torch and the estimators before they are needed.
 _EXPORTS = {
     "ConjugateResult": "skmetaot.solvers",
+    "GaussianInitializer": "skmetaot.solvers",
+    "GivenPotentials": "skmetaot.solvers",
+    "Initializer": "skmetaot.solvers",
+    "ZerosInitializer": "skmetaot.solvers",
     "HistogramPairs": "skmetaot.measures",
     "MeasurePairs": "skmetaot.measures",
     "MetaICNNTransport": "skmetaot.estimators",
@@ -30,6 +34,10 @@ _EXPORTS = {
 
 __all__ = [
     "ConjugateResult",
+    "GaussianInitializer",
+    "GivenPotentials",
+    "Initializer",
+    "ZerosInitializer",
     "NeuralW2Transport",
     "TransportPotential",
     "conjugate",

@@ -20,7 +20,7 @@ from skmetaot.nn.clouds import ENCODERS, CloudPotentialNet
 from skmetaot.pot import otresults_from_state
 from skmetaot.sampling import RandomBatches, is_stream
 from skmetaot.solvers.entropic import _check_scalars, default_batch_size, solve_pairs
-from skmetaot.solvers.initializers import gaussian_init
+from skmetaot.solvers.initializers import Initializer, PairBatch, gaussian_init, refine_start
 from skmetaot.solvers.sinkhorn import SinkhornState, barycentric_map, c_transform, transport_plan
 
 #: Potentials the network corrects (see the ``baseline`` parameter).
@@ -30,7 +30,7 @@ BASELINES = ("sinkhorn", "gaussian", None)
 _PREDICTION_TENSORS = 8
 
 
-class MetaSinkhornCloudTransport(BaseOTEstimator):
+class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
     """Predict entropic OT potentials for pairs of point clouds with their own supports and sizes.
 
     The network maps a pair of weighted point clouds ``(x, a)``, ``(y, b)`` to the source
@@ -325,12 +325,18 @@ class MetaSinkhornCloudTransport(BaseOTEstimator):
         return [list(range(start, min(start + step, pairs.n_pairs)))
                 for start in range(0, pairs.n_pairs, step)]
 
-    def _predict_batches(self, pairs: MeasurePairs, batch_size: int | None):
-        """Per batch: indices, padded tensors, f (-inf without mass) and g = g(f)."""
+    def _predict_f_batches(self, pairs: MeasurePairs, batch_size: int | None):
+        """Per batch: indices, padded tensors and the predicted f (-inf without mass)."""
         for indices in self._batches(pairs, batch_size):
             x, a, y, b, cost = self._tensors(pairs, indices)
             with torch.no_grad():
                 f = self._forward(x, a, y, b, cost).masked_fill_(a <= 0, float("-inf"))
+            yield indices, (x, a, y, b, cost), f
+
+    def _predict_batches(self, pairs: MeasurePairs, batch_size: int | None):
+        """Per batch: indices, padded tensors, f (-inf without mass) and g = g(f)."""
+        for indices, (x, a, y, b, cost), f in self._predict_f_batches(pairs, batch_size):
+            with torch.no_grad():
                 g = c_transform(DenseGeometry(cost, self.epsilon), f, a, b)
             yield indices, (x, a, y, b, cost), f, g
 
@@ -431,27 +437,57 @@ class MetaSinkhornCloudTransport(BaseOTEstimator):
             values.append(entropic_dual_value(DenseGeometry(cost, self.epsilon), f, a, b))
         return float(torch.cat(values).mean())
 
-    def _predict_f(self, pairs: MeasurePairs, batch_size: int | None = None) -> list:
-        """Predicted f per pair as tensors of each pair's size (what warm-starts Sinkhorn)."""
-        out = []
-        for indices, _, f, _ in self._predict_batches(pairs, batch_size):
-            out += [f[row, :pairs.source_sizes[k]] for row, k in enumerate(indices)]
-        return out
+    def init_f(self, batch: PairBatch) -> torch.Tensor:
+        """Predicted f of a solver's batch: a fitted estimator is a Sinkhorn initializer.
+
+        What ``sinkhorn(pairs, init=self)`` and :meth:`refine` start from (see
+        :class:`~skmetaot.solvers.Initializer`). The batch is predicted in parts that keep
+        the network's tensors within the memory budget.
+
+        Parameters
+        ----------
+        batch : PairBatch
+            Pairs of point clouds in the fitted dimension, in any dtype and on any device.
+
+        Returns
+        -------
+        torch.Tensor of shape (B, n)
+            The predicted source potentials (-inf on zero-mass and padding atoms), on the
+            batch's dtype and device.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmetaot import MetaSinkhornCloudTransport, sinkhorn
+        >>> rng = np.random.default_rng(0)
+        >>> clouds = [(rng.normal(size=(12, 2)), 1 + rng.normal(size=(15, 2)))
+        ...           for _ in range(8)]
+        >>> est = MetaSinkhornCloudTransport(width=16, n_layers=1, max_iter=5, epsilon=0.1,
+        ...                                  device="cpu", random_state=0).fit(clouds)
+        >>> warm = sinkhorn(clouds, epsilon=0.1, tol=1e-3, init=est)
+        >>> bool((warm.n_iter == est.refine_state(clouds, tol=1e-3).n_iter.numpy()).all())
+        True
+        """
+        check_is_fitted(self, "model_")
+        pairs = self._validate_pairs(batch.pairs[batch.indices])  # only the batch's rows move
+        f = torch.full_like(batch.a, float("-inf"))
+        for rows, _, part in self._predict_f_batches(pairs, None):
+            f[rows, :part.shape[1]] = part.to(f)
+        return f
 
     def _refine_state(self, pairs: MeasurePairs, tol: float | None = None,
-                      max_iter: int | None = None, init: str = "meta",
+                      max_iter: int | None = None, init: str | Initializer = "meta",
                       batch_size: int | None = None):
         tol = self.tol if tol is None else tol
         max_iter = self.refine_max_iter if max_iter is None else max_iter
         _check_scalars(self.epsilon, tol, max_iter, batch_size)
-        if init not in ("meta", "zeros", "gaussian"):
-            raise ValueError(f"init={init!r} is not one of 'meta', 'zeros', 'gaussian'")
-        start = self._predict_f(pairs, batch_size) if init == "meta" else init
-        return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost, init=start, tol=tol,
-                           max_iter=max_iter, batch_size=batch_size)
+        return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost,
+                           init=refine_start(self, init), tol=tol, max_iter=max_iter,
+                           batch_size=batch_size)
 
     def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                     init: str = "meta", *, batch_size: int | None = None) -> SinkhornState:
+                     init: str | Initializer = "meta", *,
+                     batch_size: int | None = None) -> SinkhornState:
         """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
 
         For timing the refinement or counting its iterations: the same Sinkhorn runs as
@@ -471,7 +507,7 @@ class MetaSinkhornCloudTransport(BaseOTEstimator):
         return self._refine_state(self._fitted_pairs(pairs), tol, max_iter, init, batch_size)
 
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-               init: str = "meta", *, batch_size: int | None = None) -> list:
+               init: str | Initializer = "meta", *, batch_size: int | None = None) -> list:
         """Solve each pair with log-domain Sinkhorn warm-started from the prediction.
 
         Parameters
@@ -481,8 +517,9 @@ class MetaSinkhornCloudTransport(BaseOTEstimator):
             L1 marginal error to reach (default: ``self.tol``).
         max_iter : int, optional
             Iteration cap (default: ``self.refine_max_iter``).
-        init : {"meta", "zeros", "gaussian"}, default="meta"
-            Start from the prediction, or from a baseline (to compare them).
+        init : {"meta", "zeros", "gaussian"} or Initializer, default="meta"
+            Start from the prediction (``"meta"``: the estimator itself, as in
+            ``sinkhorn(pairs, init=self)``), or from a baseline (to compare them).
         batch_size : int, optional
             Pairs solved together; each stops on its own error.
 

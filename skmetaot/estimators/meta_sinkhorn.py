@@ -30,11 +30,11 @@ from skmetaot.solvers.entropic import (
     pair_geometry,
     solve_pairs,
 )
-from skmetaot.solvers.initializers import gaussian_init
+from skmetaot.solvers.initializers import Initializer, PairBatch, gaussian_init, refine_start
 from skmetaot.solvers.sinkhorn import SinkhornState, barycentric_map, c_transform, transport_plan
 
 
-class MetaSinkhornTransport(BaseOTEstimator):
+class MetaSinkhornTransport(BaseOTEstimator, Initializer):
     """Predict entropic OT dual potentials for new pairs of discrete measures; refine exactly.
 
     A network f_theta(a, b) maps a pair of histograms on fixed supports to the source dual
@@ -483,7 +483,7 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return pairs.kind.wrap(plans)
 
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-               init: str = "meta", *, batch_size: int | None = None) -> list:
+               init: str | Initializer = "meta", *, batch_size: int | None = None) -> list:
         """Solve each pair with log-domain Sinkhorn warm-started from the prediction.
 
         Pairs are predicted, solved and evaluated ``batch_size`` at a time, as
@@ -497,9 +497,10 @@ class MetaSinkhornTransport(BaseOTEstimator):
             L1 marginal error to reach (default: ``self.tol``).
         max_iter : int, optional
             Iteration cap (default: ``self.refine_max_iter``).
-        init : {"meta", "zeros", "gaussian"}, default="meta"
-            Start from the prediction, or from the baselines, so that they compare on equal
-            terms.
+        init : {"meta", "zeros", "gaussian"} or Initializer, default="meta"
+            Start from the prediction (``"meta"``: the estimator itself, as in
+            ``sinkhorn(pairs, init=self)``), or from the baselines, so that they compare on
+            equal terms.
         batch_size : int, optional
             Pairs solved together (default: a fixed memory budget; see
             :ref:`large_collections`). Each pair stops on its own error, so the results do
@@ -514,7 +515,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return [result for batch in batches for result in batch]
 
     def iter_refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                    init: str = "meta", *, batch_size: int | None = None) -> Iterator[list]:
+                    init: str | Initializer = "meta", *,
+                    batch_size: int | None = None) -> Iterator[list]:
         """Refine ``batch_size`` pairs at a time, yielding each batch's results when solved.
 
         The streaming form of :meth:`refine` (same parameters, same results): what is held at
@@ -546,7 +548,8 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return self._iter_refine(pairs, self._batches(pairs, batch_size), tol, max_iter, init)
 
     def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                     init: str = "meta", *, batch_size: int | None = None) -> SinkhornState:
+                     init: str | Initializer = "meta", *,
+                     batch_size: int | None = None) -> SinkhornState:
         """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
 
         For timing the refinement or counting its iterations: the same Sinkhorn runs as
@@ -577,30 +580,67 @@ class MetaSinkhornTransport(BaseOTEstimator):
         return self._refine_state(pairs, tol, max_iter, init, batch_size=batch_size)
 
     def _refine_arguments(self, tol: float | None, max_iter: int | None,
-                          init: str) -> tuple[float, int]:
+                          init: Any) -> tuple[float, int]:
         """``tol`` and ``max_iter`` with the estimator's defaults, all three checked."""
         tol = self.tol if tol is None else tol
         max_iter = self.refine_max_iter if max_iter is None else max_iter
         _check_scalars(self.epsilon, tol, max_iter, None)
-        if init not in ("meta", "zeros", "gaussian"):
-            raise ValueError(f"init={init!r} is not one of 'meta', 'zeros', 'gaussian'")
+        refine_start(self, init)
         return tol, max_iter
 
     def _iter_refine(self, pairs: HistogramPairs, batches: list[slice], tol: float,
-                     max_iter: int, init: str) -> Iterator[list]:
+                     max_iter: int, init: str | Initializer) -> Iterator[list]:
         for part in batches:
             batch = pairs[part]
             state = self._refine_state(batch, tol, max_iter, init, batch_size=batch.n_pairs)
             yield otresults_from_state(batch, state, epsilon=self.epsilon, cost=self.cost,
                                        batch_size=batch.n_pairs)
 
-    def _refine_state(self, pairs: HistogramPairs, tol, max_iter, init: str,
+    def _refine_state(self, pairs: HistogramPairs, tol, max_iter, init: Any,
                       batch_size: int | None = None):
         tol, max_iter = self._refine_arguments(tol, max_iter, init)
-        # From the prediction, the solver's first step computes g(f).
-        start = self._predict_f(pairs, batch_size) if init == "meta" else init
-        return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost, init=start, tol=tol,
-                           max_iter=max_iter, batch_size=batch_size)
+        return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost,
+                           init=refine_start(self, init), tol=tol, max_iter=max_iter,
+                           batch_size=batch_size)
+
+    def init_f(self, batch: PairBatch) -> torch.Tensor:
+        """Predicted f of a solver's batch: a fitted estimator is a Sinkhorn initializer.
+
+        What ``sinkhorn(pairs, init=self)`` and :meth:`refine` start from (see
+        :class:`~skmetaot.solvers.Initializer`).
+
+        Parameters
+        ----------
+        batch : PairBatch
+            Pairs on the supports seen in ``fit``, in any dtype and on any device.
+
+        Returns
+        -------
+        torch.Tensor of shape (B, n)
+            The predicted source potentials (-inf on zero-mass atoms), on the batch's dtype and
+            device.
+
+        Raises
+        ------
+        ValueError
+            If the pairs are not histograms on the fitted supports.
+
+        Examples
+        --------
+        >>> from skmetaot import MetaSinkhornTransport, sinkhorn
+        >>> from skmetaot.datasets import make_mnist_pairs
+        >>> est = MetaSinkhornTransport(hidden_layer_sizes=(16,), max_iter=5, device="cpu",
+        ...                             random_state=0).fit(make_mnist_pairs(64, random_state=0))
+        >>> test = make_mnist_pairs(3, split="test", random_state=1)
+        >>> warm = sinkhorn(test, epsilon=est.epsilon, tol=1e-3, init=est)
+        >>> warm.n_iter.tolist() == est.refine_state(test, tol=1e-3, max_iter=1000).n_iter.tolist()
+        True
+        """
+        check_is_fitted(self, "model_")
+        # The batch's own pairs, moved to the network's dtype and device (only these rows).
+        pairs = self._validate_pairs(batch.pairs[batch.indices], fitting=False)
+        f = self._predict_f(pairs, batch_size=pairs.n_pairs)
+        return f.to(dtype=batch.a.dtype, device=batch.a.device)
 
     def transform(self, pairs: Any, *, batch_size: int | None = None) -> Any:
         """Entropic (barycentric) map of each pair's source support points.

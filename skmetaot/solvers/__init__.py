@@ -3,7 +3,16 @@
 from skmetaot.solvers.conjugate import ConjugateResult, conjugate, solve_conjugate
 from skmetaot.solvers.convergence import sinkhorn_convergence
 from skmetaot.solvers.entropic import SinkhornResult, sinkhorn, solve_pairs
-from skmetaot.solvers.initializers import gaussian_init, zeros_init
+from skmetaot.solvers.initializers import (
+    GaussianInitializer,
+    GivenPotentials,
+    Initializer,
+    PairBatch,
+    ZerosInitializer,
+    as_initializer,
+    gaussian_init,
+    zeros_init,
+)
 from skmetaot.solvers.sinkhorn import (
     SinkhornState,
     c_transform,
@@ -14,6 +23,12 @@ from skmetaot.solvers.sinkhorn import (
 
 __all__ = [
     "ConjugateResult",
+    "GaussianInitializer",
+    "GivenPotentials",
+    "Initializer",
+    "PairBatch",
+    "ZerosInitializer",
+    "as_initializer",
     "SinkhornResult",
     "SinkhornState",
     "c_transform",

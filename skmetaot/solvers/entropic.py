@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from skmetaot._backend import ArrayKind, as_float_tensor, resolve_device, resolve_dtype
-from skmetaot._softmin import log_weights
+from skmetaot._backend import ArrayKind, resolve_device, resolve_dtype
 from skmetaot.costs import CostSpec, is_sqeuclidean
 from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, make_geometry
 from skmetaot.measures import MeasurePairs, as_pairs
@@ -17,18 +16,14 @@ from skmetaot.solvers._inputs import (
     _check_scalars,
     _pairs_from_arrays,
 )
-from skmetaot.solvers.initializers import gaussian_init, zeros_init
+from skmetaot.solvers.initializers import PairBatch, as_initializer, initial_f
 from skmetaot.solvers.sinkhorn import (
     Geometry,
     SinkhornState,
-    scale_on_support,
     solve_batch,
     transport_plan,
-    update_potential,
     warn_unconverged,
 )
-
-_NAMED_INITS = ("zeros", "gaussian")
 
 
 def pair_geometry(
@@ -69,48 +64,6 @@ def pair_geometry(
         if grid is not None:
             return grid, tensors
     return make_geometry(epsilon=epsilon, x=x, y=y, cost=cost, kind=geometry), tensors
-
-
-def _initial_f(init: Any, geometry, tensors, indices, pairs: MeasurePairs) -> torch.Tensor:
-    x, a, y, b = tensors
-    if init is None or (isinstance(init, str) and init == "zeros"):
-        return zeros_init(x, a)
-    if isinstance(init, str) and init == "gaussian":
-        return gaussian_init(x, a, y, b)
-    if isinstance(init, str):
-        raise ValueError(f"init={init!r} is not supported; use {_NAMED_INITS} or potentials")
-    f_given, g_given = init if isinstance(init, tuple) else (init, None)
-    if f_given is not None:
-        return _gather_potential(f_given, indices, a, "init f")
-    g = _gather_potential(g_given, indices, b, "init g")
-    scaled_g = scale_on_support(g, b, geometry.epsilon)
-    return geometry.epsilon * update_potential(geometry, scaled_g, log_weights(a), 1)
-
-
-def _gather_potential(values: Any, indices: list[int], like: torch.Tensor, name: str):
-    """Rows ``indices`` of user potentials: an (N, n) array, or a list of 1-D arrays."""
-    if isinstance(values, (list, tuple)):
-        out = torch.zeros_like(like)
-        for k, i in enumerate(indices):
-            row = as_float_tensor(values[i], f"{name}[{i}]", dtype=like.dtype, device=like.device,
-                                  finite=False).reshape(-1)
-            if row.shape[0] > like.shape[1]:
-                raise ValueError(
-                    f"{name}[{i}] has {row.shape[0]} entries, expected {like.shape[1]}")
-            out[k, : row.shape[0]] = row
-        return _finite_on_support(out, like, name)
-    tensor = as_float_tensor(values, name, dtype=like.dtype, device=like.device, finite=False)
-    tensor = tensor.reshape(1, -1) if tensor.ndim == 1 else tensor
-    if tensor.ndim != 2 or tensor.shape[1] != like.shape[1] or tensor.shape[0] <= max(indices):
-        raise ValueError(
-            f"{name} has shape {tuple(tensor.shape)}, expected (n_pairs, {like.shape[1]})")
-    return _finite_on_support(tensor[indices], like, name)
-
-
-def _finite_on_support(values: torch.Tensor, weights: torch.Tensor, name: str) -> torch.Tensor:
-    if bool(torch.isnan(values).any()) or bool((~torch.isfinite(values) & (weights > 0)).any()):
-        raise ValueError(f"{name} must be finite on atoms with positive weight")
-    return torch.where(weights > 0, values, torch.zeros_like(values))
 
 
 #: Elements of a batch's (B, n + m) working tensors on a CPU (2 MB in float64): beyond the
@@ -225,13 +178,14 @@ def solve_pairs(
     [False, False, False, True]
     """
     _check_scalars(epsilon, tol, max_iter, batch_size)
+    initializer = as_initializer(init)  # before any batch: a bad init fails at once
     step = batch_size or default_batch_size(pairs, cost=cost, cost_matrix=cost_matrix)
     states = []
     for start in range(0, pairs.n_pairs, step):
         indices = list(range(start, min(start + step, pairs.n_pairs)))
         kernel, tensors = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
                                         cost_matrix=cost_matrix, geometry=geometry)
-        f_init = _initial_f(init, kernel, tensors, indices, pairs)
+        f_init = initial_f(initializer, PairBatch(pairs, indices, kernel, *tensors))
         states.append(solve_batch(kernel, tensors[1], tensors[3], f_init, tol=tol,
                                   max_iter=max_iter, warn=False))
     state = states[0] if len(states) == 1 else SinkhornState(
@@ -397,9 +351,13 @@ def sinkhorn(
     cost : {"sqeuclidean", "euclidean", "spherical"} or callable, default="sqeuclidean"
     epsilon : float, default=1e-2
         Entropic regularisation, in cost units (absolute, not rescaled).
-    init : {"zeros", "gaussian"}, array-like, or tuple (f, g), optional
-        Initial potentials: zeros (default), the Gaussian-map potential (Thornton & Cuturi 2022),
-        a given f (N, n), or ``(None, g)``.
+    init : {"zeros", "gaussian"}, array-like, tuple, Initializer or fitted estimator, optional
+        Where the iterations start: zeros (default), the Gaussian-map potential (Thornton &
+        Cuturi 2022), a given f (N, n) (a list of 1-D arrays for pairs of different sizes),
+        ``(None, g)``, any :class:`~skmetaot.solvers.Initializer`, or a fitted
+        :class:`~skmetaot.MetaSinkhornTransport` or :class:`~skmetaot.MetaSinkhornCloudTransport`
+        (its predictions, as its ``refine`` starts from). See
+        :func:`skmetaot.solvers.as_initializer`.
     tol : float, default=1e-3
         Stop each problem when ``|P 1 - a|_1 + |P^T 1 - b|_1 < tol``.
     max_iter : int, default=1000
