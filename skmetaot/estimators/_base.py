@@ -68,12 +68,23 @@ class BaseOTEstimator(BaseEstimator):
             elif isinstance(value, torch.optim.Optimizer):
                 state[name] = None
                 state[f"_optimizer_state::{name}"] = _to_cpu(value.state_dict())
+            elif isinstance(value, torch.Generator):
+                # Saved as its state: torch < 2.1 cannot pickle a Generator.
+                state[name] = None
+                state[f"_generator_state::{name}"] = (str(value.device), value.get_state())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         optimizer_states = {k.split("::", 1)[1]: state.pop(k) for k in list(state)
                             if k.startswith("_optimizer_state::")}
+        generator_states = {k.split("::", 1)[1]: state.pop(k) for k in list(state)
+                            if k.startswith("_generator_state::")}
         self.__dict__.update(state)
+        for name, (where, saved) in generator_states.items():
+            generator = torch.Generator(where if where == "cpu" or torch.cuda.is_available()
+                                        else "cpu")
+            generator.set_state(saved)
+            setattr(self, name, generator)
         try:
             device = self._torch_device()
         except ValueError:
