@@ -29,11 +29,15 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.preprocessing import StandardScaler
 
 import skmetaot
 from skmetaot import (
+    GaussianInitializer,
+    GivenPotentials,
     HistogramPairs,
+    Initializer,
     MetaICNNTransport,
     MetaSinkhornTransport,
     NeuralW2Transport,
@@ -261,6 +265,13 @@ AS_PAIRS = [
       Returns(), id="as_pairs-duplicate-points"),
 ]
 
+class _WrongWidth(Initializer):
+    """A user's initializer whose f has one column too many."""
+
+    def init_f(self, batch: Any) -> torch.Tensor:
+        return torch.zeros(batch.a.shape[0], batch.a.shape[1] + 1)
+
+
 SINKHORN = [
     P(lambda e: sinkhorn(_with(A, 0, NaN), B, C),
       Raises(ValueError, r"pair 0: source weights contain NaN or inf"), id="sinkhorn-nan-weights"),
@@ -413,6 +424,45 @@ SINKHORN = [
       Returns(shape=(5,), warns=UserWarning, warns_match=r"C requires grad, but sinkhorn does "
               r"not differentiate through its iterations", check=lambda r: _detached(r.f)),
       id="sinkhorn-requires-grad-warns-detached"),
+    # issue 19.3: init is resolved in one place (as_initializer), which names what it accepts
+    P(lambda e: sinkhorn(A, B, C, init="meta"),
+      Raises(ValueError, r"init='meta' is not supported; init accepts 'zeros', 'gaussian', "
+             r"potentials f"), id="sinkhorn-init-unknown-name"),
+    P(lambda e: sinkhorn(A, B, C, init=0.0),
+      Raises(TypeError, r"init of type float is not supported; init accepts"),
+      id="sinkhorn-init-number"),
+    P(lambda e: sinkhorn(A, B, C, init=StandardScaler()),
+      Raises(TypeError, r"init of type StandardScaler is not supported"),
+      id="sinkhorn-init-not-an-initializer"),
+    P(lambda e: sinkhorn(A, B, C, init=(np.zeros(5), np.zeros(6), np.zeros(5))),
+      Raises(ValueError, r"init as a tuple must be \(f, g\) or \(None, g\), got 3 items"),
+      id="sinkhorn-init-three-tuple"),
+    P(lambda e: sinkhorn(A, B, C, init=(None, None)),
+      Raises(ValueError, r"init: GivenPotentials needs f or g, got neither"),
+      id="sinkhorn-init-neither-f-nor-g"),
+    P(lambda e: sinkhorn(A, B, C, init=GivenPotentials(np.zeros(4))),
+      Raises(ValueError, r"init f has shape \(1, 4\), expected \(n_pairs, 5\)"),
+      id="sinkhorn-init-given-potentials-wrong-length"),
+    P(lambda e: sinkhorn(A, B, C, init=GivenPotentials(_with(np.zeros(5), 1, NaN))),
+      Raises(ValueError, r"init f must be finite on atoms with positive weight"),
+      id="sinkhorn-init-given-potentials-nan"),
+    P(lambda e: sinkhorn(A, B, C, init=MetaSinkhornTransport()),
+      Raises(NotFittedError, r"init=MetaSinkhornTransport\(\.\.\.\) is not fitted yet"),
+      id="sinkhorn-init-unfitted-estimator"),
+    P(lambda e: sinkhorn(IMAGES, init=_WrongWidth()),
+      Raises(ValueError, r"init=_WrongWidth\(\) gave f of shape \(6, 17\) for a batch of 6 "
+             r"pairs with 16 source atoms; expected \(6, 16\)"),
+      id="sinkhorn(pairs)-init-custom-wrong-shape"),
+    P(lambda e: sinkhorn(IMAGES, init=GaussianInitializer()), Returns(shape=(6, 16)),
+      id="sinkhorn(pairs)-init-gaussian-object"),
+    P(lambda e: sinkhorn(IMAGES, init=e.ms), Returns(shape=(6, 16)),
+      id="sinkhorn(pairs)-init-fitted-estimator"),
+    P(lambda e: sinkhorn(CLOUDS, init=e.ms),
+      Raises(ValueError, r"MetaSinkhornTransport needs histograms on supports shared"),
+      id="sinkhorn(pairs)-init-estimator-on-clouds"),
+    P(lambda e: sinkhorn(BIG_IMAGES, init=e.ms),
+      Raises(ValueError, r"the pairs have 25 source and 25 target atoms, but the estimator "
+             r"was fitted on 16 and 16"), id="sinkhorn(pairs)-init-estimator-other-grid"),
 ]
 
 CONJUGATE = [
@@ -534,6 +584,11 @@ META_SINKHORN = [
                                                    np.zeros((4, 2)))).predict_potentials(
         HistogramPairs(IMAGES[:2, 0, 1], IMAGES[:2, 1, 1], np.zeros((4, 2)))),
       Returns(shape=(2, 4)), id="MetaSinkhornTransport.fit-predict-duplicate-support"),
+    P(lambda e: e.ms.refine(IMAGES, init=np.zeros((6, 16))),
+      Raises(TypeError, r"init of type ndarray is not one of 'meta', 'zeros', 'gaussian'; to "
+             r"start from another initializer or from potentials, call "
+             r"skmetaot.sinkhorn\(pairs, init=...\)"),
+      id="MetaSinkhornTransport.refine-init-array"),
 ]
 
 MI_METHODS = ("predict_params", "predict_potentials", "transform", "inverse_transform",

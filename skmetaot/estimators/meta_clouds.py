@@ -476,7 +476,7 @@ class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
         return f
 
     def _refine_state(self, pairs: MeasurePairs, tol: float | None = None,
-                      max_iter: int | None = None, init: str | Initializer = "meta",
+                      max_iter: int | None = None, init: str = "meta",
                       batch_size: int | None = None):
         tol = self.tol if tol is None else tol
         max_iter = self.refine_max_iter if max_iter is None else max_iter
@@ -486,7 +486,7 @@ class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
                            batch_size=batch_size)
 
     def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                     init: str | Initializer = "meta", *,
+                     init: str = "meta", *,
                      batch_size: int | None = None) -> SinkhornState:
         """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
 
@@ -507,7 +507,7 @@ class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
         return self._refine_state(self._fitted_pairs(pairs), tol, max_iter, init, batch_size)
 
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-               init: str | Initializer = "meta", *, batch_size: int | None = None) -> list:
+               init: str = "meta", *, batch_size: int | None = None) -> list:
         """Solve each pair with log-domain Sinkhorn warm-started from the prediction.
 
         Parameters
@@ -517,7 +517,7 @@ class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
             L1 marginal error to reach (default: ``self.tol``).
         max_iter : int, optional
             Iteration cap (default: ``self.refine_max_iter``).
-        init : {"meta", "zeros", "gaussian"} or Initializer, default="meta"
+        init : {"meta", "zeros", "gaussian"}, default="meta"
             Start from the prediction (``"meta"``: the estimator itself, as in
             ``sinkhorn(pairs, init=self)``), or from a baseline (to compare them).
         batch_size : int, optional

@@ -483,7 +483,7 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         return pairs.kind.wrap(plans)
 
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-               init: str | Initializer = "meta", *, batch_size: int | None = None) -> list:
+               init: str = "meta", *, batch_size: int | None = None) -> list:
         """Solve each pair with log-domain Sinkhorn warm-started from the prediction.
 
         Pairs are predicted, solved and evaluated ``batch_size`` at a time, as
@@ -497,7 +497,7 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
             L1 marginal error to reach (default: ``self.tol``).
         max_iter : int, optional
             Iteration cap (default: ``self.refine_max_iter``).
-        init : {"meta", "zeros", "gaussian"} or Initializer, default="meta"
+        init : {"meta", "zeros", "gaussian"}, default="meta"
             Start from the prediction (``"meta"``: the estimator itself, as in
             ``sinkhorn(pairs, init=self)``), or from the baselines, so that they compare on
             equal terms.
@@ -515,7 +515,7 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         return [result for batch in batches for result in batch]
 
     def iter_refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                    init: str | Initializer = "meta", *,
+                    init: str = "meta", *,
                     batch_size: int | None = None) -> Iterator[list]:
         """Refine ``batch_size`` pairs at a time, yielding each batch's results when solved.
 
@@ -548,7 +548,7 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         return self._iter_refine(pairs, self._batches(pairs, batch_size), tol, max_iter, init)
 
     def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                     init: str | Initializer = "meta", *,
+                     init: str = "meta", *,
                      batch_size: int | None = None) -> SinkhornState:
         """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
 
@@ -589,7 +589,7 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         return tol, max_iter
 
     def _iter_refine(self, pairs: HistogramPairs, batches: list[slice], tol: float,
-                     max_iter: int, init: str | Initializer) -> Iterator[list]:
+                     max_iter: int, init: str) -> Iterator[list]:
         for part in batches:
             batch = pairs[part]
             state = self._refine_state(batch, tol, max_iter, init, batch_size=batch.n_pairs)

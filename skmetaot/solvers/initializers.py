@@ -364,17 +364,18 @@ def _check_fitted(estimator: BaseEstimator) -> None:
                              "before starting Sinkhorn from its predictions") from None
 
 
-def refine_start(estimator: Initializer, init: Any) -> Any:
+def refine_start(estimator: Initializer, init: Any) -> Initializer | str:
     """What a meta estimator's ``refine(..., init=init)`` solves from.
 
-    ``"meta"`` is the estimator itself (its predictions); ``"zeros"``, ``"gaussian"`` and
-    :class:`Initializer` objects are passed on to the solver unchanged.
+    ``"meta"`` is the estimator itself (its predictions); ``"zeros"`` and ``"gaussian"`` are
+    passed on to the solver. Other starts go to :func:`skmetaot.sinkhorn` directly: ``refine``
+    solves its pairs batch by batch, whose rows given potentials could not follow.
 
     Parameters
     ----------
     estimator : Initializer
         The fitted estimator whose ``refine`` is called.
-    init : {"meta", "zeros", "gaussian"} or Initializer
+    init : {"meta", "zeros", "gaussian"}
 
     Returns
     -------
@@ -383,13 +384,17 @@ def refine_start(estimator: Initializer, init: Any) -> Any:
     Raises
     ------
     ValueError
-        If ``init`` is anything else (checked before any work).
+        If ``init`` is another string (checked before any work).
+    TypeError
+        If ``init`` is not a string.
     """
-    if isinstance(init, Initializer):
-        return init
-    if not isinstance(init, str) or init not in ("meta", "zeros", "gaussian"):
-        raise ValueError(f"init={init!r} is not one of 'meta', 'zeros', 'gaussian' or an "
-                         "Initializer")
+    accepted = "'meta', 'zeros', 'gaussian'"
+    if not isinstance(init, str):
+        raise TypeError(f"init of type {type(init).__name__} is not one of {accepted}; to start "
+                        "from another initializer or from potentials, call "
+                        "skmetaot.sinkhorn(pairs, init=...)")
+    if init not in ("meta", "zeros", "gaussian"):
+        raise ValueError(f"init={init!r} is not one of {accepted}")
     return estimator if init == "meta" else init
 
 
