@@ -36,8 +36,9 @@ def sinkhorn_convergence(pairs: Any, iterations: Sequence[int], *, epsilon: floa
     epsilon : float, default=1e-2
         Entropic regularisation, in cost units.
     cost : {"sqeuclidean", "euclidean", "spherical"} or callable, default="sqeuclidean"
-    init : {"zeros", "gaussian"}, array-like of shape (N, n), or None
-        Where the solve starts (as in :func:`skmetaot.sinkhorn`).
+    init : {"zeros", "gaussian"}, array-like of shape (N, n), Initializer, or None
+        Where the solve starts, as in :func:`skmetaot.sinkhorn`: a fitted
+        :class:`~skmetaot.MetaSinkhornTransport` gives the curve of its warm start.
     device, dtype : optional
         Where and in what precision to compute (default: the input's).
 
