@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                           "(the default)", description=DESCRIPTION, formatter_class=formatter)
     demo.add_argument("--quick", action="store_true", help="a smaller model, shorter training")
     demo.add_argument("--steps", type=int, default=None,
-                      help="training steps (default: 1000, or 300 with --quick)")
+                      help="training steps (default: 2000, or 300 with --quick)")
     demo.add_argument("--figure", default="skmetaot_demo.png",
                       help="where to save the convergence curves (default: %(default)s)")
     names = "\n".join(f"  {name:<18}  {what}" for name, what in BENCHMARKS.items())
