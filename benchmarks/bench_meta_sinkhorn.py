@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None,
                         help="a curve's saved state: evaluate its model instead of training one "
                              "(one problem at a time)")
+    parser.add_argument("--checkpoints", type=Path, nargs="+", default=None,
+                        help="copies of a training run's checkpoint file: the error after one "
+                             "update of each, with the reference's points (one problem)")
     args = parser.parse_args()
     if args.peers:
         import _meta_peers  # imports _peers first, which pins XLA to one thread
@@ -89,6 +92,27 @@ def main() -> None:
         payload.pop("estimators")
         write_results(f"bench_meta_curves_{suffix}", payload, payload["table"], args.out)
         print(payload["table"])
+        return
+    if args.checkpoints is not None:
+        from harness.common import machine_info, markdown_table
+
+        if len(args.problems) != 1:
+            parser.error("--checkpoints evaluates one problem: give --problems mnist or sphere")
+        name = args.problems[0]
+        rows, zeros = meta_curves.checkpoint_curve(name, args.checkpoints, seed=args.seed,
+                                                   quick=args.quick)
+        reference = [{"problem": name, "label": "Meta OT reference (GPU, paper)", "step": step,
+                      "pairs_seen": step * 128, "err_mean": f"{low}-{high}"}
+                     for step, low, high in meta_curves.REFERENCE_CURVES[name]]
+        zeros_row = {"problem": name, "label": "zeros (cold start)", **zeros}
+        table = markdown_table(rows + [zeros_row] + reference, meta_curves.CURVE_COLUMNS)
+        curve = {"problem": name, "label": "budget run", "zeros": zeros,
+                 "rows": [{**r, "train_seconds": float("nan")} for r in rows]}
+        meta_curves.plot_curves([curve], args.out / f"meta_checkpoints_{name}.png")
+        payload = {"benchmark": "meta checkpoints (bench_meta_sinkhorn --checkpoints)",
+                   "seed": args.seed, "machine": machine_info(), "rows": rows, "table": table}
+        write_results(f"bench_meta_checkpoints_{name}", payload, table, args.out)
+        print(table)
         return
     if args.budget_steps is not None:
         import torch

@@ -205,6 +205,10 @@ def plot_curves(curves: list[dict[str, Any]], path: str | os.PathLike) -> None:
                               REFERENCE_CURVES[name][0][0] else None)
         by_steps.set(xscale="log", yscale="log", xlabel="training steps",
                      ylabel="L1 marginal error after one Sinkhorn update", title=name)
+        if not any(np.isfinite(r["train_seconds"]) for c in curves for r in c["rows"]):
+            by_seconds.set_visible(False)  # checkpoints without a training clock
+            by_steps.legend(fontsize=8)
+            continue
         by_seconds.set(xscale="log", yscale="log", xlabel="training seconds (this CPU)",
                        title=f"{name}: against training time")
         by_steps.legend(fontsize=8)
@@ -333,3 +337,31 @@ def cool_down(est: MetaSinkhornTransport, name: str, n_steps: int, *, seed: int 
     stream.random_state = seed * 1_000_003 + 999_999_937  # pairs unlike the run's
     est.set_params(learning_rate_schedule="cosine")
     return est.partial_fit(iter(stream), n_steps=n_steps)
+
+
+def checkpoint_curve(name: str, paths, *, seed: int = 0,
+                     quick: bool = False) -> tuple[list[dict], dict]:
+    """The error after one update (``err`` and ``err1``) of saved training checkpoints.
+
+    ``paths`` are copies of a run's ``checkpoint_path`` file taken while it trained (a
+    ``--budget-steps`` run rewrites one file; copying it at each save keeps the curve of a
+    cosine-schedule run, which the constant-rate ``--curve`` runs cannot give). Each is loaded
+    into the problem's estimator and evaluated on the held-out pairs; the cold start's errors
+    come second.
+    """
+    rows = []
+    for path in paths:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        est, stream, test = problem(name, quick=quick, seed=seed)
+        # One step builds the networks; the checkpoint's weights then replace them. The
+        # checkpoint names the estimator's modules, as its own resume does.
+        est.set_params(max_iter=1, verbose=0).fit(iter(stream))
+        for attribute, weights in payload["state"]["modules"].items():
+            getattr(est, attribute).load_state_dict(weights)
+        if not rows:
+            zeros = evaluate(est, test, (), init="zeros")
+        row = evaluate(est, test, ())
+        rows.append({"problem": name, "label": "budget run checkpoint",
+                     "step": int(payload["step"]), "pairs_seen": int(payload["step"]) *
+                     est.batch_size, "checkpoint": str(path), **row})
+    return sorted(rows, key=lambda r: r["step"]), zeros
