@@ -136,7 +136,7 @@ def compare_initialisations(estimator: Any, pairs: Any, tolerances: Sequence[flo
     Returns
     -------
     list of dict
-        One row per tolerance and initialisation, with the keys of :data:`INIT_COLUMNS`.
+        One row per tolerance and initialisation, with the keys of ``INIT_COLUMNS``.
 
     Examples
     --------
@@ -214,7 +214,7 @@ def prediction_summary(estimator: Any, pairs: Any, *, cold_seconds: float, cold_
     Returns
     -------
     dict
-        The keys of :data:`PREDICTION_COLUMNS`; the errors are eq. (7) of ``(f, g(f))``, what
+        The keys of ``PREDICTION_COLUMNS``; the errors are eq. (7) of ``(f, g(f))``, what
         the prediction (and the cold start) give before any update.
 
     Examples

@@ -441,7 +441,7 @@ class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
         """Predicted f of a solver's batch: a fitted estimator is a Sinkhorn initializer.
 
         What ``sinkhorn(pairs, init=self)`` and :meth:`refine` start from (see
-        :class:`~skmetaot.solvers.Initializer`). The batch is predicted in parts that keep
+        :class:`~skmetaot.Initializer`). The batch is predicted in parts that keep
         the network's tensors within the memory budget.
 
         Parameters

@@ -607,7 +607,7 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         """Predicted f of a solver's batch: a fitted estimator is a Sinkhorn initializer.
 
         What ``sinkhorn(pairs, init=self)`` and :meth:`refine` start from (see
-        :class:`~skmetaot.solvers.Initializer`).
+        :class:`~skmetaot.Initializer`).
 
         Parameters
         ----------

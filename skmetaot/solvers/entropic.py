@@ -354,7 +354,7 @@ def sinkhorn(
     init : {"zeros", "gaussian"}, array-like, tuple, Initializer or fitted estimator, optional
         Where the iterations start: zeros (default), the Gaussian-map potential (Thornton &
         Cuturi 2022), a given f (N, n) (a list of 1-D arrays for pairs of different sizes),
-        ``(None, g)``, any :class:`~skmetaot.solvers.Initializer`, or a fitted
+        ``(None, g)``, any :class:`~skmetaot.Initializer`, or a fitted
         :class:`~skmetaot.MetaSinkhornTransport` or :class:`~skmetaot.MetaSinkhornCloudTransport`
         (its predictions, as its ``refine`` starts from). See
         :func:`skmetaot.solvers.as_initializer`.

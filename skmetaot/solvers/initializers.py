@@ -1,10 +1,10 @@
 """Initial dual potentials for Sinkhorn, as objects sharing one interface.
 
-An :class:`Initializer` proposes the source potential f (cost units) for a batch of problems;
+An :class:`~skmetaot.Initializer` proposes the source potential f (cost units) for a batch of problems;
 the solver derives g = g(f) exactly, so only f is needed. :func:`as_initializer` turns every
 accepted form of ``init`` (a name, given potentials, an object, a fitted meta estimator) into
 one, in one place; the solver then calls :meth:`Initializer.init_f` once per batch. The
-functions :func:`zeros_init` and :func:`gaussian_init` are the formulas on tensors.
+functions :func:`~skmetaot.solvers.zeros_init` and :func:`~skmetaot.solvers.gaussian_init` are the formulas on tensors.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ ACCEPTED = ("'zeros', 'gaussian', potentials f (an (N, n) array or a list of 1-D
 
 @dataclass(frozen=True)
 class PairBatch:
-    """One batch of problems as the solver sees it: what an :class:`Initializer` is given.
+    """One batch of problems as the solver sees it: what an :class:`~skmetaot.Initializer` is given.
 
     Attributes
     ----------
@@ -143,7 +143,7 @@ class ZerosInitializer(Initializer):
 class GaussianInitializer(Initializer):
     """The potential of the OT map between Gaussian fits of the two measures (``"gaussian"``).
 
-    Thornton & Cuturi (2022); the formula is :func:`gaussian_init`. Exact for Gaussian
+    Thornton & Cuturi (2022); the formula is :func:`~skmetaot.solvers.gaussian_init`. Exact for Gaussian
     measures and the squared Euclidean cost, a heuristic start otherwise.
 
     Examples
@@ -304,14 +304,14 @@ def gaussian_init(
 
 
 def as_initializer(init: Any) -> Initializer:
-    """The :class:`Initializer` that an ``init=`` argument stands for.
+    """The :class:`~skmetaot.Initializer` that an ``init=`` argument stands for.
 
     Parameters
     ----------
     init : None, str, array-like, tuple, list or Initializer
-        ``None`` or ``"zeros"``: :class:`ZerosInitializer`; ``"gaussian"``:
-        :class:`GaussianInitializer`; an array or a list of 1-D arrays of f, ``(f, g)`` or
-        ``(None, g)``: :class:`GivenPotentials`; an :class:`Initializer` (a fitted meta
+        ``None`` or ``"zeros"``: :class:`~skmetaot.ZerosInitializer`; ``"gaussian"``:
+        :class:`~skmetaot.GaussianInitializer`; an array or a list of 1-D arrays of f, ``(f, g)`` or
+        ``(None, g)``: :class:`~skmetaot.GivenPotentials`; an :class:`~skmetaot.Initializer` (a fitted meta
         estimator included): itself.
 
     Returns
@@ -401,7 +401,7 @@ def refine_start(estimator: Initializer, init: Any) -> Initializer | str:
 def initial_f(initializer: Initializer, batch: PairBatch) -> torch.Tensor:
     """``initializer.init_f(batch)``, checked: shape (B, n), finite where there is mass.
 
-    The one place where the solver reads a start, so that a user's :class:`Initializer`
+    The one place where the solver reads a start, so that a user's :class:`~skmetaot.Initializer`
     gets the same checks (and the same dtype and device conversion) as the built-in ones.
 
     Parameters
