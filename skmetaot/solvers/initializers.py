@@ -1,10 +1,11 @@
 """Initial dual potentials for Sinkhorn, as objects sharing one interface.
 
-An :class:`~skmetaot.Initializer` proposes the source potential f (cost units) for a batch of problems;
-the solver derives g = g(f) exactly, so only f is needed. :func:`as_initializer` turns every
-accepted form of ``init`` (a name, given potentials, an object, a fitted meta estimator) into
-one, in one place; the solver then calls :meth:`Initializer.init_f` once per batch. The
-functions :func:`~skmetaot.solvers.zeros_init` and :func:`~skmetaot.solvers.gaussian_init` are the formulas on tensors.
+An :class:`~skmetaot.Initializer` proposes the source potential f (cost units) for a batch of
+problems; the solver derives g = g(f) exactly, so only f is needed. :func:`as_initializer`
+turns every accepted form of ``init`` (a name, given potentials, an object, a fitted meta
+estimator) into one, in one place; the solver then calls :meth:`Initializer.init_f` once per
+batch. The functions :func:`~skmetaot.solvers.zeros_init` and
+:func:`~skmetaot.solvers.gaussian_init` are the formulas on tensors.
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ class ZerosInitializer(Initializer):
 class GaussianInitializer(Initializer):
     """The potential of the OT map between Gaussian fits of the two measures (``"gaussian"``).
 
-    Thornton & Cuturi (2022); the formula is :func:`~skmetaot.solvers.gaussian_init`. Exact for Gaussian
-    measures and the squared Euclidean cost, a heuristic start otherwise.
+    Thornton & Cuturi (2022); the formula is :func:`~skmetaot.solvers.gaussian_init`. Exact for
+    Gaussian measures and the squared Euclidean cost, a heuristic start otherwise.
 
     Examples
     --------
@@ -310,9 +311,9 @@ def as_initializer(init: Any) -> Initializer:
     ----------
     init : None, str, array-like, tuple, list or Initializer
         ``None`` or ``"zeros"``: :class:`~skmetaot.ZerosInitializer`; ``"gaussian"``:
-        :class:`~skmetaot.GaussianInitializer`; an array or a list of 1-D arrays of f, ``(f, g)`` or
-        ``(None, g)``: :class:`~skmetaot.GivenPotentials`; an :class:`~skmetaot.Initializer` (a fitted meta
-        estimator included): itself.
+        :class:`~skmetaot.GaussianInitializer`; an array or a list of 1-D arrays of f,
+        ``(f, g)`` or ``(None, g)``: :class:`~skmetaot.GivenPotentials`; an
+        :class:`~skmetaot.Initializer` (a fitted meta estimator included): itself.
 
     Returns
     -------
