@@ -16,6 +16,12 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _check_int(value: Any, name: str, minimum: int, kind: str) -> int:
+    if not _is_integer(value) or value < minimum:
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return int(value)
+
+
 def check_positive_int(value: Any, name: str) -> int:
     """Return ``value`` as an int if it is an integer >= 1, else raise naming ``name``.
 
@@ -35,33 +41,16 @@ def check_positive_int(value: Any, name: str) -> int:
     ValueError
         ``"{name} must be a positive integer, got {value!r}"``.
     """
-    if not _is_integer(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return _check_int(value, name, 1, "a positive integer")
 
 
 def check_non_negative_int(value: Any, name: str) -> int:
     """Return ``value`` as an int if it is an integer >= 0, else raise naming ``name``.
 
-    Parameters
-    ----------
-    value : object
-        Python or numpy integer (bools are rejected).
-    name : str
-        The argument's name, for the error message.
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    ValueError
-        ``"{name} must be a non-negative integer, got {value!r}"``.
+    Parameters and errors as :func:`check_positive_int`, with 0 allowed
+    (``"{name} must be a non-negative integer, got {value!r}"``).
     """
-    if not _is_integer(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return _check_int(value, name, 0, "a non-negative integer")
 
 
 def check_positive_float(value: Any, name: str) -> float:

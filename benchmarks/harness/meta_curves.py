@@ -349,17 +349,16 @@ def checkpoint_curve(name: str, paths, *, seed: int = 0,
     into the problem's estimator and evaluated on the held-out pairs; the cold start's errors
     come second.
     """
+    est, stream, test = problem(name, quick=quick, seed=seed)
+    # One step builds the networks; each checkpoint's weights then replace them. The
+    # checkpoint names the estimator's modules, as its own resume does.
+    est.set_params(max_iter=1, verbose=0).fit(iter(stream))
+    zeros = evaluate(est, test, (), init="zeros")
     rows = []
     for path in paths:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        est, stream, test = problem(name, quick=quick, seed=seed)
-        # One step builds the networks; the checkpoint's weights then replace them. The
-        # checkpoint names the estimator's modules, as its own resume does.
-        est.set_params(max_iter=1, verbose=0).fit(iter(stream))
         for attribute, weights in payload["state"]["modules"].items():
             getattr(est, attribute).load_state_dict(weights)
-        if not rows:
-            zeros = evaluate(est, test, (), init="zeros")
         row = evaluate(est, test, ())
         rows.append({"problem": name, "label": "budget run checkpoint",
                      "step": int(payload["step"]), "pairs_seen": int(payload["step"]) *

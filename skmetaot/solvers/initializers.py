@@ -453,6 +453,7 @@ def _gather_potential(values: Any, indices: list[int], like: torch.Tensor,
 
 
 def _finite_on_support(values: torch.Tensor, weights: torch.Tensor, name: str) -> torch.Tensor:
-    if bool(torch.isnan(values).any()) or bool((~torch.isfinite(values) & (weights > 0)).any()):
+    # NaN is refused everywhere, +-inf only where there is mass; one host sync for both.
+    if bool((torch.isnan(values) | (~torch.isfinite(values) & (weights > 0))).any()):
         raise ValueError(f"{name} must be finite on atoms with positive weight")
     return torch.where(weights > 0, values, torch.zeros_like(values))
