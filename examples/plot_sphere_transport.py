@@ -21,7 +21,7 @@ import torch
 from skmetaot import MetaSinkhornTransport
 from skmetaot.datasets import make_sphere_supply_demand
 from skmetaot.plotting import plot_sphere_maps
-from skmetaot.solvers.sinkhorn import barycentric_map
+from skmetaot.solvers.plans import barycentric_map
 
 full = "--full" in sys.argv
 size = {} if full else {"n_demand": 1000}

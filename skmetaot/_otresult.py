@@ -16,7 +16,7 @@ from ot.utils import OTResult
 from skmetaot._backend import ArrayKind
 from skmetaot.measures import MeasurePairs
 from skmetaot.solvers.entropic import pair_geometry
-from skmetaot.solvers.sinkhorn import transport_plan
+from skmetaot.solvers.plans import transport_plan
 
 
 class PlanCosts:
@@ -79,7 +79,7 @@ class BatchValues:
     def __getitem__(self, offset: int) -> tuple[float, float]:
         """``(value, value_linear)`` of the batch's pair ``offset``."""
         if self._values is None:
-            from skmetaot.solvers.sinkhorn import plan_values
+            from skmetaot.solvers.plans import plan_values
 
             pairs, indices, f, g, epsilon, cost, cost_matrix = self._inputs
             geometry, _ = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,

@@ -571,29 +571,85 @@ def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[
     >>> torch.allclose(fast, exact)
     True
     """
-    batch, n_axes = values.shape[0], len(shape)
+    batch = values.shape[0]
     wide = values if values.dtype == torch.float64 else values.to(torch.float64)
     # One problem: a scalar peak broadcasts everywhere (no reshape of it).
     peak = wide.amax() if batch == 1 else wide.amax(-1, keepdim=True)
     total = exp_or_zero_(wide - peak)
-    if batch > 1:
-        peak = peak.view(batch, *([1] * n_axes))
-    # Partial sums are floored like the factors, so that the next product is never subnormal.
-    if n_axes == 2 and batch == 1:
-        # exp(-K_1) E exp(-K_2)^T as two plain matrix products: fewest operator calls.
-        partial = kernels_exp_t[0].mm(total.view(shape))
-        total = torch.threshold_(partial, KERNEL_FLOOR, 0.0).mm(kernels_exp[1])
-    elif n_axes == 2:
-        partial = torch.matmul(kernels_exp_t[0], total.view(batch, *shape))
-        total = torch.threshold_(partial, KERNEL_FLOOR, 0.0) @ kernels_exp[1]
-    else:
-        total = total.view(batch, *shape)
-        for axis in reversed(range(n_axes)):
-            total = (total.movedim(axis + 1, -1) @ kernels_exp[axis]).movedim(-1, axis + 1)
-            if axis:
-                torch.threshold_(total, KERNEL_FLOOR, 0.0)
+    total = separable_product(total, shape, kernels_exp, kernels_exp_t)
     # min() is NaN when a problem has no finite value: that fails the test too.
     if not float(total.min()) >= _guard(values.shape[-1]):
         return None
-    out = total.log_().add_(peak).reshape(batch, -1)
+    out = total.log_().add_(peak)
     return out if out.dtype == values.dtype else out.to(values.dtype)
+
+
+def separable_product(values: torch.Tensor, shape: list[int], kernels_exp: list[torch.Tensor],
+                      kernels_exp_t: list[torch.Tensor], *, floor: bool = True,
+                      grid_layout: bool = False) -> torch.Tensor:
+    """``sum_i values[b, i] exp(-K[i, j])`` for a separable kernel: D float64 matrix products.
+
+    The kernel application of :func:`softmin_separable`, and the whole of a Sinkhorn half-step
+    in the scaling domain. With ``floor``, partial sums below :data:`KERNEL_FLOOR` are exactly
+    0, as the factors are, so that no product is subnormal; a result is then exact to float64
+    rounding where it is at least ``n * 1e-134`` (the callers test this).
+
+    Parameters
+    ----------
+    values : torch.Tensor of shape (B, n_1 * ... * n_D), float64
+        Non-negative (scalings, or shifted exponentials of potentials); not modified. With
+        ``grid_layout``, of shape (n_1, ..., n_D) for one problem or (B, n_1, ..., n_D).
+    shape : list of int
+        ``[n_1, ..., n_D]``.
+    kernels_exp, kernels_exp_t : list of torch.Tensor of shape (n_k, m_k) and (m_k, n_k)
+        ``exp(-K_k)`` in float64, transposed and as is, per axis.
+    floor : bool, default=True
+        Floor the partial sums (see above).
+    grid_layout : bool, default=False
+        ``values`` (and the result) are laid out on the grid, not flattened: no reshapes.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, m_1 * ... * m_D), float64
+        Or (m_1, ..., m_D) / (B, m_1, ..., m_D) with ``grid_layout``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> k1, k2 = torch.rand(5, 3, dtype=torch.float64), torch.rand(6, 4, dtype=torch.float64)
+    >>> values = torch.rand(2, 12, dtype=torch.float64)
+    >>> dense = torch.kron(k1, k2)                                  # (30, 12)
+    >>> torch.allclose(separable_product(values, [3, 4], [k1.T, k2.T], [k1, k2]),
+    ...                values @ dense.T)
+    True
+    >>> one = separable_product(values[0].view(3, 4), [3, 4], [k1.T, k2.T], [k1, k2],
+    ...                         grid_layout=True)
+    >>> one.shape, torch.allclose(one.reshape(-1), values[0] @ dense.T)
+    (torch.Size([5, 6]), True)
+    """
+    n_axes = len(shape)
+    single = grid_layout and values.ndim == n_axes
+    batch = 1 if single else values.shape[0]
+    if n_axes == 2 and (batch == 1 or single):
+        # exp(-K_1) E exp(-K_2)^T as two plain matrix products: fewest operator calls.
+        partial = kernels_exp_t[0].mm(values if single else values.view(shape))
+    elif n_axes == 2:
+        partial = torch.matmul(kernels_exp_t[0], values if grid_layout
+                               else values.view(batch, *shape))
+    if n_axes == 2:
+        if floor:
+            torch.threshold_(partial, KERNEL_FLOOR, 0.0)
+        total = partial.mm(kernels_exp[1]) if partial.ndim == 2 else partial @ kernels_exp[1]
+    else:
+        total = values if single else values.view(batch, *shape)
+        if single:
+            total = total[None]
+        for axis in reversed(range(n_axes)):
+            total = (total.movedim(axis + 1, -1) @ kernels_exp[axis]).movedim(-1, axis + 1)
+            if axis and floor:
+                torch.threshold_(total, KERNEL_FLOOR, 0.0)
+        if single:
+            return total[0]
+    if grid_layout:
+        return total
+    return total.reshape(batch, -1)

@@ -27,6 +27,7 @@ from skmetaot._softmin import (
     KERNEL_FLOOR,
     exp_or_zero_,
     plan_cost_moment,
+    separable_product,
     softmin_blocks,
     softmin_last,
     softmin_matmul,
@@ -230,6 +231,63 @@ class DenseGeometry:
         """The cost, (n, m) or (B, n, m)."""
         return self.cost
 
+    @property
+    def scaling_range(self) -> float:
+        """``max |C| / eps`` (inf without the float64 kernel); read once, then kept.
+
+        How far the kernel's entries may fall below (or above) 1: it decides whether the
+        solver may iterate in the scaling domain (:data:`skmetaot.solvers.sinkhorn.SCALING_RANGE`).
+        """
+        if "_scaling_range" not in self.__dict__:
+            self._scaling_range = math.inf if self._kernel_exp is None else (
+                float(self.cost.abs().amax()) / self.epsilon if self.cost.numel() else 0.0)
+        return self._scaling_range
+
+    def apply_kernel(self, scaling: torch.Tensor, axis: int, *,
+                     grid_layout: bool = False) -> torch.Tensor:
+        """Kernel products in the scaling domain with the float64 ``K = exp(-C / eps)``.
+
+        ``axis=0``: ``u K`` for ``u`` of shape (B, n), returns (B, m); ``axis=1``: ``v K^T``
+        for ``v`` of shape (B, m), returns (B, n) (see :meth:`GridGeometry.apply_kernel`).
+        One problem may come as a 1-D vector (``grid_layout``, shared cost).
+
+        Parameters
+        ----------
+        scaling : torch.Tensor, float64
+        axis : {0, 1}
+        grid_layout : bool, default=False
+            Accepted for the protocol of :meth:`GridGeometry.apply_kernel`; see
+            :meth:`grid_layout`.
+
+        Returns
+        -------
+        torch.Tensor, float64
+
+        Examples
+        --------
+        >>> import torch
+        >>> cost = torch.rand(3, 4, dtype=torch.float64)
+        >>> u = torch.rand(2, 3, dtype=torch.float64)
+        >>> geometry = DenseGeometry(cost, epsilon=0.5)
+        >>> torch.allclose(geometry.apply_kernel(u, 0), u @ torch.exp(-cost / 0.5))
+        True
+        """
+        kernel = self._kernel_exp if axis == 0 else self._kernel_exp.transpose(-1, -2)
+        if self.batched:
+            return (scaling.unsqueeze(-2) @ kernel).squeeze(-2)
+        return scaling @ kernel
+
+    def grid_layout(self, values: torch.Tensor, axis: int) -> torch.Tensor:
+        """``values`` as the scaling iterations hold them.
+
+        One problem on a shared cost as a 1-D vector (cheaper products), else unchanged.
+        """
+        return values.view(-1) if values.shape[0] == 1 and not self.batched else values
+
+    def layout_dims(self, batch: int) -> tuple[int, ...] | None:
+        """The dimensions of :meth:`grid_layout`'s tensors that hold atoms (None: all)."""
+        return None if batch == 1 and not self.batched else (1,)
+
     def lse_source(self, potential: torch.Tensor) -> torch.Tensor:
         """``LSE_i(F[b, i] - C[i, j] / eps)`` for F of shape (B, n); returns (B, m)."""
         if self._kernel_exp is None and not (torch.is_grad_enabled()
@@ -322,6 +380,9 @@ class GridGeometry:
                        for u, v in zip(axes_x, axes_y, strict=False)]
         self._kernels = [torch.threshold_(torch.exp(-k.to(torch.float64)), KERNEL_FLOOR, 0.0)
                          for k in self._costs]
+        #: ``max C / eps`` over the grids (an upper bound on restricted ones): how far the
+        #: kernel's entries fall below 1, which decides whether scaling iterations are safe.
+        self.scaling_range = sum(float(k.max()) for k in self._costs if k.numel())
         self._transpose()
 
     def _transpose(self) -> None:
@@ -357,7 +418,7 @@ class GridGeometry:
         # Slice the parent's 1-D kernels rather than recompute them: a batch-1 solve restricts
         # on every call, and the exponentials would be most of its fixed cost.
         sub = object.__new__(GridGeometry)
-        sub.epsilon = self.epsilon
+        sub.epsilon, sub.scaling_range = self.epsilon, self.scaling_range
         sub.axes_x = [axis[k] for axis, k in zip(self.axes_x, kept_x, strict=True)]
         sub.axes_y = [axis[k] for axis, k in zip(self.axes_y, kept_y, strict=True)]
         sub.shape_x, sub.shape_y = [len(k) for k in kept_x], [len(k) for k in kept_y]
@@ -365,6 +426,61 @@ class GridGeometry:
         sub._kernels = _gather_kernels(self._kernels, kept_y, kept_x)
         sub._transpose()
         return sub, source_index, target_index
+
+    def apply_kernel(self, scaling: torch.Tensor, axis: int, *,
+                     grid_layout: bool = False) -> torch.Tensor:
+        """Kernel products in the scaling domain, ``K = exp(-C / eps)`` (float64).
+
+        ``axis=0``: ``(K^T u)_j = sum_i u_i K_ij`` for ``u`` of shape (B, n), returns (B, m);
+        ``axis=1``: ``(K v)_i = sum_j K_ij v_j`` for ``v`` of shape (B, m), returns (B, n).
+        OTT-JAX's ``Geometry.apply_kernel``; Sinkhorn's scaling iterations are these two
+        products and two divisions. Nothing is floored: with ``scaling_range`` up to a few
+        hundred every entry of K is a normal float64 number.
+
+        Parameters
+        ----------
+        scaling : torch.Tensor, float64
+            Non-negative.
+        axis : {0, 1}
+        grid_layout : bool, default=False
+            ``scaling`` is laid out on the grid, (n_1, ..., n_D) for one problem or
+            (B, n_1, ..., n_D), and so is the result (see :meth:`grid_layout`).
+
+        Returns
+        -------
+        torch.Tensor, float64
+
+        Examples
+        --------
+        >>> import torch
+        >>> axes = [torch.linspace(0, 1, 3, dtype=torch.float64)] * 2
+        >>> grid = GridGeometry(axes, axes, epsilon=0.5)
+        >>> u = torch.rand(1, 9, dtype=torch.float64)
+        >>> kernel = torch.exp(-grid.cost_matrix() / 0.5)
+        >>> torch.allclose(grid.apply_kernel(u, 0), u @ kernel)
+        True
+        >>> torch.allclose(grid.apply_kernel(u.view(3, 3), 0, grid_layout=True).reshape(1, -1),
+        ...                u @ kernel)
+        True
+        """
+        if axis == 0:
+            return separable_product(scaling, self.shape_x, self._kernels_t, self._kernels,
+                                     floor=False, grid_layout=grid_layout)
+        return separable_product(scaling, self.shape_y, self._kernels, self._kernels_t,
+                                 floor=False, grid_layout=grid_layout)
+
+    def layout_dims(self, batch: int) -> tuple[int, ...] | None:
+        """The dimensions of :meth:`grid_layout`'s tensors that hold atoms (None: all)."""
+        return None if batch == 1 else tuple(range(1, len(self.shape_x) + 1))
+
+    def grid_layout(self, values: torch.Tensor, axis: int) -> torch.Tensor:
+        """``values`` of shape (B, n) or (B, m), viewed as laid out on the grid.
+
+        (n_1, ..., n_D) when B = 1, else (B, n_1, ..., n_D); ``axis`` 0 is the source grid, 1
+        the target grid.
+        """
+        shape = self.shape_x if axis == 0 else self.shape_y
+        return values.view(shape) if values.shape[0] == 1 else values.view(-1, *shape)
 
     def cost_matrix(self) -> torch.Tensor:
         """The dense (n, m) cost (materialised on demand, e.g. for plans)."""

@@ -23,7 +23,7 @@ import torch
 
 from skmetaot._backend import as_float_tensor, kind_of
 from skmetaot._pot_sinkhorn import solve_pot_problems
-from skmetaot.solvers.sinkhorn import transport_plan
+from skmetaot.solvers.plans import transport_plan
 
 __all__ = ["otresults_from_state", "sinkhorn", "sinkhorn2", "to_otresult", "to_warmstart"]
 

@@ -21,7 +21,8 @@ from skmetaot.pot import otresults_from_state
 from skmetaot.sampling import RandomBatches, is_stream
 from skmetaot.solvers.entropic import _check_scalars, default_batch_size, solve_pairs
 from skmetaot.solvers.initializers import Initializer, PairBatch, gaussian_init, refine_start
-from skmetaot.solvers.sinkhorn import SinkhornState, barycentric_map, c_transform, transport_plan
+from skmetaot.solvers.plans import barycentric_map, transport_plan
+from skmetaot.solvers.sinkhorn import SinkhornState, c_transform
 
 #: Potentials the network corrects (see the ``baseline`` parameter).
 BASELINES = ("sinkhorn", "gaussian", None)

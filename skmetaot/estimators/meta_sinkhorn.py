@@ -31,7 +31,8 @@ from skmetaot.solvers.entropic import (
     solve_pairs,
 )
 from skmetaot.solvers.initializers import Initializer, PairBatch, gaussian_init, refine_start
-from skmetaot.solvers.sinkhorn import SinkhornState, barycentric_map, c_transform, transport_plan
+from skmetaot.solvers.plans import barycentric_map, transport_plan
+from skmetaot.solvers.sinkhorn import SinkhornState, c_transform
 
 
 class MetaSinkhornTransport(BaseOTEstimator, Initializer):

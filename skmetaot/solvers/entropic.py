@@ -16,7 +16,7 @@ from skmetaot.solvers._inputs import (
     _check_scalars,
     _pairs_from_arrays,
 )
-from skmetaot.solvers.initializers import PairBatch, as_initializer, initial_f
+from skmetaot.solvers.initializers import PairBatch, ZerosInitializer, as_initializer, initial_f
 from skmetaot.solvers.sinkhorn import (
     Geometry,
     SinkhornState,
@@ -185,7 +185,9 @@ def solve_pairs(
         indices = list(range(start, min(start + step, pairs.n_pairs)))
         kernel, tensors = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
                                         cost_matrix=cost_matrix, geometry=geometry)
-        f_init = initial_f(initializer, PairBatch(pairs, indices, kernel, *tensors))
+        # The cold start needs no tensor: the solver starts from zeros without building them.
+        f_init = None if type(initializer) is ZerosInitializer else initial_f(
+            initializer, PairBatch(pairs, indices, kernel, *tensors))
         states.append(solve_batch(kernel, tensors[1], tensors[3], f_init, tol=tol,
                                   max_iter=max_iter, warn=False))
     state = states[0] if len(states) == 1 else SinkhornState(

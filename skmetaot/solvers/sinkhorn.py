@@ -14,10 +14,17 @@ potentials of -inf on those atoms (their rows/columns of the plan are exactly ze
 ``log_u``), with no NaN anywhere. Problems that reach ``max_iter`` above the tolerance are
 reported by one :class:`~sklearn.exceptions.ConvergenceWarning` per call
 (``warn_unconverged``).
+
+On grid kernels whose entries stay well inside float64 (``scaling_range``, the largest
+``C / eps``, at most :data:`SCALING_RANGE`), the same iterates are computed in the scaling
+domain (``u = exp(F)``, ``v = exp(G)``: two matrix products and a division per half-step, no
+``exp`` or ``log``), which at batch 1 needs a third of the operator calls. A batch whose
+products are not all exact, or that meets a non-finite number, is redone in the log domain.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -26,8 +33,11 @@ from dataclasses import dataclass
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from skmetaot._softmin import exp_floor, log_weights
-from skmetaot.geometry import Geometry
+from skmetaot._softmin import exp_floor, exp_or_zero_, log_weights
+from skmetaot.geometry import Geometry, GridGeometry
+
+# Re-exported: they lived here before plans.py held them.
+from skmetaot.solvers.plans import barycentric_map, plan_values, transport_plan  # noqa: F401
 
 
 @dataclass
@@ -168,13 +178,17 @@ def solve_batch(
     geometry: Geometry,
     a: torch.Tensor,
     b: torch.Tensor,
-    f_init: torch.Tensor,
+    f_init: torch.Tensor | None,
     *,
     tol: float,
     max_iter: int,
     warn: bool = True,
 ) -> SinkhornState:
     """Run log-domain Sinkhorn on a batch of problems sharing one geometry.
+
+    Grid kernels whose entries stay inside float64's range (``scaling_range`` up to
+    ``SCALING_RANGE``) iterate in the scaling domain instead: the same iterates with a third
+    of the operator calls, falling back to the log domain whenever a product is not exact.
 
     Parameters
     ----------
@@ -184,8 +198,9 @@ def solve_batch(
         Source weights (each row sums to one; zeros allowed).
     b : torch.Tensor of shape (B, m)
         Target weights.
-    f_init : torch.Tensor of shape (B, n)
-        Initial source potential in cost units (values on zero-weight atoms are ignored).
+    f_init : torch.Tensor of shape (B, n) or None
+        Initial source potential in cost units (values on zero-weight atoms are ignored);
+        None is the cold start f = 0.
     tol : float
         Stop a problem once its L1 marginal error (eq. (7)) is below ``tol``.
     max_iter : int
@@ -216,65 +231,212 @@ def solve_batch(
     >>> torch.isinf(state.f[1]).tolist()  # zero weight: potential -inf, never NaN
     [False, False, False, False, True]
     """
-    full_sizes = (a.shape[1], b.shape[1])
-    # Atoms without mass in any problem of the batch never contribute: solve without them.
-    geometry, source_index, target_index = geometry.restrict((a > 0).any(0), (b > 0).any(0))
-    restricted = len(source_index) < full_sizes[0] or len(target_index) < full_sizes[1]
-    if restricted:
-        a, b, f_init = a[:, source_index], b[:, target_index], f_init[:, source_index]
     eps = geometry.epsilon
-    batch = a.shape[0]
     out_dtype = a.dtype
     # Iterate in the dtype the kernel computes in (float64 for the matrix-product kernels):
     # no conversion per reduction, and the float32 result is rounded once, at the end.
     work = getattr(geometry, "work_dtype", a.dtype)
-    a, b, f_init = a.to(work), b.to(work), f_init.to(work)
-    log_a, log_b = log_weights(a), log_weights(b)  # -inf on zero weights, by design
-    scaled_f = scale_on_support(f_init, a, eps)
-
-    out_f = torch.empty_like(scaled_f)
-    out_g = torch.empty_like(b)
-    n_iter = torch.zeros(batch, dtype=torch.long, device=a.device)
-    errors = torch.full((batch,), float("inf"), dtype=a.dtype, device=a.device)
-    active = torch.arange(batch, device=a.device)
-    geom, weights_a, log_a_act, log_b_act = geometry, a, log_a, log_b
-
-    last = max_iter - 1
-    for iteration in range(max_iter):
-        scaled_g, soft_min = sweep(geom, scaled_f, log_b_act)
-        err = source_marginal_error(scaled_f, soft_min, weights_a)
-        # One host synchronisation per iteration: the smallest error says whether any stops.
-        if float(err.min()) < tol or iteration == last:
-            done = err < tol if iteration < last else torch.ones_like(err, dtype=torch.bool)
-            finished = active[done]
-            out_f[finished] = scaled_f[done]
-            out_g[finished] = scaled_g[done]
-            errors[finished] = err[done]
-            n_iter[finished] = iteration + 1
-            keep = ~done
-            if not bool(keep.any()):
-                break
-            active = active[keep]
-            geom = geometry.select(active)
-            scaled_f, soft_min = scaled_f[keep], soft_min[keep]
-            weights_a, log_a_act, log_b_act = weights_a[keep], log_a_act[keep], log_b_act[keep]
-        scaled_f = log_a_act - soft_min
-
+    scaling = _scaling_applies(geometry, work, a, b, f_init)
+    # Grids in the scaling domain keep their atoms without mass (they cost nothing there, and
+    # at batch 1 the restriction's operator calls would cost more than smaller products save).
+    sizes = None
+    if not (scaling and isinstance(geometry, GridGeometry)):
+        geometry, a, b, f_init, sizes = _restrict(geometry, a, b, f_init)
+    outputs = None
+    if scaling:
+        wide_a = a.to(work)
+        start = None if f_init is None else scale_on_support(f_init.to(work), wide_a, eps)
+        outputs = _scaling_iterations(geometry, wide_a, b.to(work), start, tol=tol,
+                                      max_iter=max_iter)
+    certified = outputs is not None  # finite products only: no NaN can have come out
+    if outputs is None:
+        if sizes is None:
+            geometry, a, b, f_init, sizes = _restrict(geometry, a, b, f_init)
+        wide_a = a.to(work)
+        start = torch.zeros_like(wide_a) if f_init is None else f_init.to(work)
+        outputs = _log_iterations(geometry, wide_a, b.to(work),
+                                  scale_on_support(start, wide_a, eps), tol=tol,
+                                  max_iter=max_iter)
+    out_f, out_g, n_iter, errors = outputs
     f, g = (out_f * eps).to(out_dtype), (out_g * eps).to(out_dtype)
     errors = errors.to(out_dtype)
-    if restricted:
+    source_index, target_index, full_sizes = sizes or (None, None, None)
+    if full_sizes is not None:
         f = _scatter(f, source_index, full_sizes[0])
         g = _scatter(g, target_index, full_sizes[1])
-    bad = torch.isnan(f).any(-1) | torch.isnan(g).any(-1) | torch.isnan(errors)
-    if bool(bad.any()):
-        raise FloatingPointError(
-            f"Sinkhorn produced NaN for problems {bad.nonzero()[:, 0].tolist()[:10]}; "
-            "check the cost matrix and epsilon"
-        )
+    if not certified:
+        bad = torch.isnan(f).any(-1) | torch.isnan(g).any(-1) | torch.isnan(errors)
+        if bool(bad.any()):
+            raise FloatingPointError(
+                f"Sinkhorn produced NaN for problems {bad.nonzero()[:, 0].tolist()[:10]}; "
+                "check the cost matrix and epsilon"
+            )
     converged = errors < tol
     if warn:
         warn_unconverged(errors, converged, tol=tol, max_iter=max_iter)
     return SinkhornState(f=f, g=g, n_iter=n_iter, errors=errors, converged=converged)
+
+
+def _restrict(geometry: Geometry, a: torch.Tensor, b: torch.Tensor, f_init: torch.Tensor | None):
+    """Drop the atoms without mass in every problem of the batch (they never contribute).
+
+    Returns the restricted ``geometry, a, b, f_init`` and ``(source_index, target_index,
+    full_sizes)``, whose ``full_sizes`` is None when nothing was dropped.
+    """
+    full_sizes = (a.shape[1], b.shape[1])
+    geometry, source_index, target_index = geometry.restrict((a > 0).any(0), (b > 0).any(0))
+    if len(source_index) == full_sizes[0] and len(target_index) == full_sizes[1]:
+        return geometry, a, b, f_init, (source_index, target_index, None)
+    a, b = a[:, source_index], b[:, target_index]
+    f_init = None if f_init is None else f_init[:, source_index]
+    return geometry, a, b, f_init, (source_index, target_index, full_sizes)
+
+
+#: Scaling iterations are tried when ``max C / eps`` is at most this: every kernel entry is then
+#: at least ``exp(-230) = 1e-100``, well inside float64 and above ``KERNEL_FLOOR``.
+SCALING_RANGE = 230.0
+
+
+def _scaling_applies(geometry: Geometry, work: torch.dtype, a: torch.Tensor, b: torch.Tensor,
+                     f_init: torch.Tensor | None) -> bool:
+    """Whether the scaling-domain fast path may run (it still falls back when it must)."""
+    if work != torch.float64 or getattr(geometry, "scaling_range", math.inf) > SCALING_RANGE:
+        return False
+    # Its products carry no graph: differentiable solves take the log domain.
+    return not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad or (
+        f_init is not None and f_init.requires_grad)))
+
+
+class _Finished:
+    """The results of the problems that stopped, and which problems are still iterating.
+
+    The result tensors are allocated at the first :meth:`record` (a batch that stops all
+    at once never needs them).
+    """
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor):
+        self.a, self.b = a, b
+        self.recorded = False
+
+    def record(self, done: torch.Tensor, f_done: torch.Tensor, g_done: torch.Tensor,
+               err: torch.Tensor, iteration: int) -> torch.Tensor | None:
+        """Store the problems marked ``done``, given their rows of f and g.
+
+        Returns the mask of the problems that go on, or None when all are done.
+        """
+        if not self.recorded:
+            a, batch = self.a, self.a.shape[0]
+            self.f, self.g = torch.empty_like(a), torch.empty_like(self.b)
+            self.n_iter = torch.zeros(batch, dtype=torch.long, device=a.device)
+            self.errors = torch.full((batch,), float("inf"), dtype=a.dtype, device=a.device)
+            self.active = torch.arange(batch, device=a.device)
+            self.recorded = True
+        finished = self.active[done]
+        self.f[finished], self.g[finished] = f_done, g_done
+        self.errors[finished] = err[done]
+        self.n_iter[finished] = iteration + 1
+        keep = ~done
+        if not bool(keep.any()):
+            return None
+        self.active = self.active[keep]
+        return keep
+
+    def outputs(self):
+        return self.f, self.g, self.n_iter, self.errors
+
+
+def _log_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
+                    scaled_f: torch.Tensor, *, tol: float, max_iter: int):
+    """The log-domain loop (module docstring); returns scaled (f, g), iterations, errors."""
+    log_a, log_b = log_weights(a), log_weights(b)  # -inf on zero weights, by design
+    results = _Finished(a, b)
+    geom, weights_a = geometry, a
+    last = max_iter - 1
+    for iteration in range(max_iter):
+        scaled_g, soft_min = sweep(geom, scaled_f, log_b)
+        err = source_marginal_error(scaled_f, soft_min, weights_a)
+        # One host synchronisation per iteration: the smallest error says whether any stops.
+        if float(err.min()) < tol or iteration == last:
+            done = err < tol if iteration < last else torch.ones_like(err, dtype=torch.bool)
+            keep = results.record(done, scaled_f[done], scaled_g[done], err, iteration)
+            if keep is None:
+                break
+            geom = geometry.select(results.active)
+            scaled_f, soft_min = scaled_f[keep], soft_min[keep]
+            weights_a, log_a, log_b = weights_a[keep], log_a[keep], log_b[keep]
+        scaled_f = log_a - soft_min
+    return results.outputs()
+
+
+#: A kernel product of n terms is exact to float64 rounding when it is at least n times this
+#: (terms below ``KERNEL_FLOOR`` were dropped); results with smaller products are redone.
+_EXACT_PER_TERM = 1e-134
+#: Batches check every this many iterations that no problem has gone non-finite (at batch 1
+#: the stopping test sees a NaN at once).
+_FINITE_EVERY = 16
+
+
+def _scaling_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
+                        scaled_f: torch.Tensor | None, *, tol: float, max_iter: int):
+    """The same iterations in the scaling domain, or None when the log domain must do them.
+
+    With ``u = exp(F - c)`` (c: each problem's largest F, so that u <= 1), ``v = exp(G + c)``
+    and ``K = exp(-C / eps)``, the loop of the module docstring is ``v = b / K^T u``,
+    ``t = K v``, error ``|u t - a|_1``, ``u = a / t``: the same iterates, without the exp and
+    log of each soft-min, on tensors laid out on the grid (at batch 1, where operator calls are
+    the cost, a third of the log domain's). ``scaled_f=None`` is the cold start. Results
+    stand when the products they come from are exact (every entry at least ``n * 1e-134``) and
+    finite; otherwise the whole batch goes back to the log domain.
+    """
+    grid_dims = geometry.layout_dims(a.shape[0])
+    a_grid, b_grid = geometry.grid_layout(a, 0), geometry.grid_layout(b, 1)
+    base = geometry
+    if scaled_f is None:
+        shift, u = None, (a_grid > 0).to(a.dtype)
+    else:
+        shift = scaled_f.amax(-1, keepdim=True)  # finite: f is finite on the support
+        u = geometry.grid_layout(exp_or_zero_(scaled_f - shift), 0)
+    guard = max(a.shape[1], b.shape[1]) * _EXACT_PER_TERM
+    results = _Finished(a, b)
+    last = max_iter - 1
+    for iteration in range(max_iter):
+        s = geometry.apply_kernel(u, 0, grid_layout=True)
+        v = b_grid / s
+        t = geometry.apply_kernel(v, 1, grid_layout=True)
+        err = torch.linalg.vector_norm(torch.addcmul(a_grid, u, t, value=-1.0), 1, grid_dims)
+        single = err.ndim == 0
+        lowest = float(err) if single else float(err.min())
+        if lowest != lowest or (not single and iteration % _FINITE_EVERY == 0
+                                and not bool(torch.isfinite(err).all())):
+            return None
+        if lowest < tol or iteration == last:
+            done = err < tol if iteration < last else torch.ones_like(err, dtype=torch.bool)
+            every = single or bool(done.all())
+            rows = (s, t, u, v, err) if every else [x[done] for x in (s, t, u, v, err)]
+            s_done, t_done, u_done, v_done, err_done = rows
+            # One synchronisation: the smallest products (NaN fails too) and the worst error.
+            low, worst = torch.stack((torch.minimum(s_done.amin(), t_done.amin()),
+                                      err_done.max())).tolist()
+            if not (low >= guard and worst < math.inf):
+                return None
+            count = 1 if single else len(err_done)
+            f_done = log_weights(u_done).view(count, -1)
+            g_done = log_weights(v_done).view(count, -1)
+            if shift is not None:
+                shift_done = shift if every else shift[done]
+                f_done, g_done = f_done.add_(shift_done), g_done.sub_(shift_done)
+            if every and not results.recorded:
+                # Everything stopped together (always so at batch 1): no bookkeeping.
+                n_iter = torch.full((count,), iteration + 1, dtype=torch.long, device=a.device)
+                return f_done, g_done, n_iter, err.view(-1)
+            keep = results.record(done, f_done, g_done, err, iteration)
+            if keep is None:
+                break
+            t, a_grid, b_grid = t[keep], a_grid[keep], b_grid[keep]
+            shift = None if shift is None else shift[keep]
+            geometry = base.select(results.active)
+        u = a_grid / t
+    return results.outputs()
 
 
 def warn_unconverged(errors: torch.Tensor, converged: torch.Tensor, *, tol: float,
@@ -337,106 +499,6 @@ def _scatter(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tens
     out = values.new_full((values.shape[0], size), float("-inf"))
     out[:, index] = values
     return out
-
-
-def transport_plan(cost: torch.Tensor, f: torch.Tensor, g: torch.Tensor, epsilon: float):
-    """The entropic plan ``P_ij = exp((f_i + g_j - C_ij) / eps)``.
-
-    Parameters
-    ----------
-    cost : torch.Tensor of shape (n, m) or (B, n, m)
-    f : torch.Tensor of shape (B, n)
-    g : torch.Tensor of shape (B, m)
-    epsilon : float
-
-    Returns
-    -------
-    torch.Tensor of shape (B, n, m)
-
-    Examples
-    --------
-    >>> import torch
-    >>> transport_plan(torch.zeros(2, 2), torch.zeros(1, 2), torch.log(torch.full((1, 2), 0.25)),
-    ...                epsilon=1.0)
-    tensor([[[0.2500, 0.2500],
-             [0.2500, 0.2500]]])
-    """
-    return torch.exp((f[:, :, None] + g[:, None, :] - cost) / epsilon)
-
-
-def plan_values(
-    geometry: Geometry, f: torch.Tensor, g: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entropic primal value and ``<C, P>`` of the plans of ``(f, g)``, without forming them.
-
-    With ``log P_ij = (f_i + g_j - C_ij) / eps``, the entropic primal
-    ``<C, P> - eps H(P)`` (``H(P) = -sum P (log P - 1)``) equals
-    ``<f, P 1> + <g, P^T 1> - eps sum P``: two marginals, i.e. one Sinkhorn step. ``<C, P>``
-    comes from :meth:`~skmetaot.geometry.DenseGeometry.transport_cost`. So the values of a
-    batch of solved pairs cost O(B (n + m)) memory (O(B n^{1 + 1/D}) on grids), not O(B n m).
-
-    Parameters
-    ----------
-    geometry : Geometry
-    f : torch.Tensor of shape (B, n)
-        Source potentials in cost units (-inf on atoms without mass).
-    g : torch.Tensor of shape (B, m)
-        Target potentials.
-
-    Returns
-    -------
-    value : torch.Tensor of shape (B,), float64
-        ``<C, P> - eps H(P)``.
-    value_linear : torch.Tensor of shape (B,), float64
-        ``<C, P>``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from skmetaot.geometry import DenseGeometry
-    >>> cost = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
-    >>> f, g = torch.tensor([[0.1, -0.2]]), torch.tensor([[-0.3, 0.0]])
-    >>> value, linear = plan_values(DenseGeometry(cost, 0.5), f, g)
-    >>> plan = transport_plan(cost, f.double(), g.double(), 0.5)[0]
-    >>> bool(torch.isclose(linear[0], (cost * plan).sum()))
-    True
-    >>> entropy = -(plan * (plan.log() - 1)).sum()
-    >>> bool(torch.isclose(value[0], (cost * plan).sum() - 0.5 * entropy))
-    True
-    """
-    eps = geometry.epsilon
-    wide_f, wide_g = f.to(torch.float64), g.to(torch.float64)
-    scaled_f, scaled_g = wide_f / eps, wide_g / eps
-    rows = torch.exp(scaled_f + geometry.lse_target(scaled_g))  # P 1
-    cols = torch.exp(scaled_g + geometry.lse_source(scaled_f))  # P^T 1
-    zero = torch.zeros((), dtype=torch.float64, device=rows.device)
-    dual = (torch.where(rows > 0, wide_f * rows, zero).sum(-1)
-            + torch.where(cols > 0, wide_g * cols, zero).sum(-1))
-    return dual - eps * rows.sum(-1), geometry.transport_cost(scaled_f, scaled_g)
-
-
-def barycentric_map(
-    cost: torch.Tensor, g: torch.Tensor, y: torch.Tensor, epsilon: float
-) -> torch.Tensor:
-    """Entropic map ``T(x_i) = sum_j softmax_j((g_j - C_ij)/eps) y_j`` of each source point.
-
-    For ``f = f(g)`` this is the barycentric projection ``sum_j P_ij y_j / a_i``; unlike it, it is
-    defined for zero-mass and out-of-sample points too (rows of ``cost``).
-
-    Parameters
-    ----------
-    cost : torch.Tensor of shape (n, m) or (B, n, m)
-    g : torch.Tensor of shape (B, m)
-        Target potentials (-inf on zero-mass atoms).
-    y : torch.Tensor of shape (m, d) or (B, m, d)
-    epsilon : float
-
-    Returns
-    -------
-    torch.Tensor of shape (B, n, d)
-    """
-    weights = torch.softmax((g[:, None, :] - cost) / epsilon, dim=-1)
-    return weights @ y
 
 
 def c_transform(

@@ -1,0 +1,155 @@
+"""Sinkhorn's scaling-domain iterations on grids: the log domain's iterates, or a fallback to it."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import skmetaot.solvers.sinkhorn  # noqa: F401  (the module; the package exports a function)
+from skmetaot.datasets import make_mnist_pairs
+from skmetaot.geometry import DenseGeometry, GridGeometry
+from skmetaot.solvers import solve_batch
+
+SOLVER = sys.modules["skmetaot.solvers.sinkhorn"]
+
+
+def _grid(epsilon: float, size: int = 28) -> GridGeometry:
+    axis = torch.linspace(0, 1, size, dtype=torch.float64)
+    return GridGeometry([axis, axis], [axis, axis], epsilon)
+
+
+def _solve(monkeypatch, a, b, f, *, scaling: bool, epsilon: float = 1e-2, **kwargs):
+    """solve_batch with the scaling path allowed or not; also whether it ran and stood."""
+    monkeypatch.setattr(SOLVER, "SCALING_RANGE", 230.0 if scaling else -1.0)
+    original, calls = SOLVER._scaling_iterations, []
+
+    def spy(*args, **kw):
+        out = original(*args, **kw)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(SOLVER, "_scaling_iterations", spy)
+    state = solve_batch(_grid(epsilon), a, b, f, tol=kwargs.pop("tol", 1e-3),
+                        max_iter=kwargs.pop("max_iter", 2000), **kwargs)
+    monkeypatch.setattr(SOLVER, "_scaling_iterations", original)
+    return state, calls
+
+
+def _assert_same(fast, slow, rtol=1e-9):
+    assert fast.n_iter.tolist() == slow.n_iter.tolist()
+    torch.testing.assert_close(fast.errors, slow.errors, rtol=1e-6, atol=1e-12)
+    for name in ("f", "g"):
+        got, want = getattr(fast, name), getattr(slow, name)
+        # -inf exactly on the zero-weight atoms in both, the same numbers elsewhere.
+        assert torch.equal(torch.isinf(got), torch.isinf(want))
+        finite = torch.isfinite(want)
+        torch.testing.assert_close(got[finite], want[finite], rtol=rtol, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_pairs", [1, 6])
+@pytest.mark.parametrize("warm", [False, True])
+def test_scaling_iterates_are_the_log_domain_iterates(monkeypatch, dtype, n_pairs, warm):
+    pairs = make_mnist_pairs(n_pairs, split="test", random_state=3, dtype=dtype)
+    a, b = pairs.a, pairs.b
+    gen = torch.Generator().manual_seed(0)
+    f = 0.05 * torch.randn(a.shape, generator=gen, dtype=a.dtype) if warm else (
+        torch.zeros_like(a))
+    fast, calls = _solve(monkeypatch, a, b, f, scaling=True)
+    slow, none = _solve(monkeypatch, a, b, f, scaling=False)
+    assert calls == [True] and none == []
+    assert fast.f.dtype == a.dtype and bool(fast.converged.all())
+    _assert_same(fast, slow, rtol=1e-9 if dtype == "float64" else 1e-6)
+
+
+def test_each_problem_of_a_batch_stops_on_its_own(monkeypatch):
+    pairs = make_mnist_pairs(5, split="test", random_state=4)
+    batch, calls = _solve(monkeypatch, pairs.a, pairs.b, torch.zeros_like(pairs.a),
+                          scaling=True, tol=1e-2)
+    assert calls == [True] and len(set(batch.n_iter.tolist())) > 1
+    for k in range(5):
+        alone, _ = _solve(monkeypatch, pairs.a[k:k + 1], pairs.b[k:k + 1],
+                          torch.zeros_like(pairs.a[k:k + 1]), scaling=True, tol=1e-2)
+        assert alone.n_iter.tolist() == [int(batch.n_iter[k])]
+        torch.testing.assert_close(alone.f[0], batch.f[k])
+
+
+def test_inexact_products_send_the_batch_back_to_the_log_domain(monkeypatch):
+    pairs = make_mnist_pairs(3, split="test", random_state=5)
+    f = torch.zeros_like(pairs.a)
+    slow, _ = _solve(monkeypatch, pairs.a, pairs.b, f, scaling=False)
+    monkeypatch.setattr(SOLVER, "_EXACT_PER_TERM", 1.0)  # no product passes the guard
+    fell_back, calls = _solve(monkeypatch, pairs.a, pairs.b, f, scaling=True)
+    assert calls == [False]
+    _assert_same(fell_back, slow, rtol=0)
+
+
+def test_nan_sends_the_batch_back_to_the_log_domain(monkeypatch):
+    pairs = make_mnist_pairs(2, split="test", random_state=6)
+    original = GridGeometry.apply_kernel
+
+    def poisoned(self, scaling, axis, **kwargs):
+        out = original(self, scaling, axis, **kwargs)
+        return out.fill_(float("nan")) if axis == 1 else out
+
+    monkeypatch.setattr(GridGeometry, "apply_kernel", poisoned)
+    state, calls = _solve(monkeypatch, pairs.a, pairs.b, torch.zeros_like(pairs.a),
+                          scaling=True)
+    assert calls == [False]
+    assert bool(state.converged.all()) and not torch.isnan(state.f).any()
+
+
+def test_small_epsilon_and_gradients_take_the_log_domain(monkeypatch):
+    pairs = make_mnist_pairs(1, split="test", random_state=7)
+    a, b = pairs.a, pairs.b
+    # max C / eps = 2 / 1e-3 = 2000: kernel entries far below float64's range.
+    state, calls = _solve(monkeypatch, a, b, torch.zeros_like(a), scaling=True,
+                          epsilon=1e-3, tol=1e-2, max_iter=3000)
+    assert calls == [] and bool(state.converged.all())
+    f = torch.zeros_like(a, requires_grad=True)
+    _, calls = _solve(monkeypatch, a, b, f, scaling=True, tol=1e-2)
+    assert calls == []
+
+
+def _dense_solve(monkeypatch, geometry, a, b, *, scaling: bool, **kwargs):
+    monkeypatch.setattr(SOLVER, "SCALING_RANGE", 230.0 if scaling else -1.0)
+    original, calls = SOLVER._scaling_iterations, []
+
+    def spy(*args, **kw):
+        out = original(*args, **kw)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(SOLVER, "_scaling_iterations", spy)
+    state = solve_batch(geometry, a, b, None, tol=kwargs.get("tol", 1e-6), max_iter=3000)
+    monkeypatch.setattr(SOLVER, "_scaling_iterations", original)
+    return state, calls
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_dense_scaling_iterates_are_the_log_domain_iterates(monkeypatch, batched):
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.rand(4, 30, 2, generator=gen), torch.rand(4, 40, 2, generator=gen)
+    cost = torch.cdist(x, y) ** 2 if batched else torch.cdist(x[0], y[0]) ** 2
+    a = torch.rand(4, 30, generator=gen, dtype=torch.float64)
+    b = torch.rand(4, 40, generator=gen, dtype=torch.float64)
+    a[:, :5], b[1, 10:20] = 0.0, 0.0  # zero weights: some dropped, some inside the batch
+    a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    geometry = DenseGeometry(cost.double(), epsilon=0.02)
+    fast, calls = _dense_solve(monkeypatch, geometry, a, b, scaling=True)
+    slow, none = _dense_solve(monkeypatch, geometry, a, b, scaling=False)
+    assert calls == [True] and none == []
+    assert len(set(fast.n_iter.tolist())) > 1  # each problem stopped on its own
+    _assert_same(fast, slow)
+
+
+def test_dense_costs_beyond_the_range_take_the_log_domain(monkeypatch):
+    gen = torch.Generator().manual_seed(2)
+    cost = torch.rand(20, 25, generator=gen, dtype=torch.float64)
+    geometry = DenseGeometry(cost, epsilon=cost.max().item() / 300)  # range 300 > 230
+    a, b = torch.full((1, 20), 1 / 20, dtype=torch.float64), torch.full((1, 25), 0.04,
+                                                                        dtype=torch.float64)
+    state, calls = _dense_solve(monkeypatch, geometry, a, b, scaling=True, tol=1e-4)
+    assert calls == [] and bool(state.converged.all())
