@@ -277,6 +277,36 @@ class DenseGeometry:
             return (scaling.unsqueeze(-2) @ kernel).squeeze(-2)
         return scaling @ kernel
 
+    def absorbed_kernel(self, scaled_f: torch.Tensor, scaled_g: torch.Tensor) -> torch.Tensor:
+        """``exp(F_i + G_j - C_ij / eps)`` per problem, float64, entries below 1e-150 zero.
+
+        The stabilised kernel of :func:`skmetaot.solvers.scaling.absorbing_iterations`: with
+        (F, G) near a solution its significant entries are those of the plan, of order one,
+        whatever epsilon.
+
+        Parameters
+        ----------
+        scaled_f : torch.Tensor of shape (B, n)
+            ``f / eps`` (-inf on atoms without mass).
+        scaled_g : torch.Tensor of shape (B, m)
+
+        Returns
+        -------
+        torch.Tensor of shape (B, n, m), float64
+
+        Examples
+        --------
+        >>> import torch
+        >>> cost = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+        >>> f, g = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, -1.0]])
+        >>> DenseGeometry(cost, 0.5).absorbed_kernel(f.double(), g.double())[0, 0].tolist()
+        [2.718281828459045, 0.1353352832366127]
+        """
+        wide = self.cost.to(torch.float64).div(-self.epsilon)
+        logits = (scaled_f.to(torch.float64)[:, :, None] + scaled_g.to(torch.float64)[:, None, :]
+                  ).add_(wide)
+        return exp_or_zero_(logits)
+
     def grid_layout(self, values: torch.Tensor, axis: int) -> torch.Tensor:
         """``values`` as the scaling iterations hold them.
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 
-import skmetaot.solvers.sinkhorn  # noqa: F401  (the module; the package exports a function)
 from skmetaot.datasets import make_mnist_pairs
 from skmetaot.geometry import DenseGeometry, GridGeometry
+from skmetaot.solvers import scaling as SCALING
 from skmetaot.solvers import solve_batch
-
-SOLVER = sys.modules["skmetaot.solvers.sinkhorn"]
 
 
 def _grid(epsilon: float, size: int = 28) -> GridGeometry:
@@ -22,18 +18,18 @@ def _grid(epsilon: float, size: int = 28) -> GridGeometry:
 
 def _solve(monkeypatch, a, b, f, *, scaling: bool, epsilon: float = 1e-2, **kwargs):
     """solve_batch with the scaling path allowed or not; also whether it ran and stood."""
-    monkeypatch.setattr(SOLVER, "SCALING_RANGE", 230.0 if scaling else -1.0)
-    original, calls = SOLVER._scaling_iterations, []
+    monkeypatch.setattr(SCALING, "SCALING_RANGE", 230.0 if scaling else -1.0)
+    original, calls = SCALING.scaling_iterations, []
 
     def spy(*args, **kw):
         out = original(*args, **kw)
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(SOLVER, "_scaling_iterations", spy)
+    monkeypatch.setattr(SCALING, "scaling_iterations", spy)
     state = solve_batch(_grid(epsilon), a, b, f, tol=kwargs.pop("tol", 1e-3),
                         max_iter=kwargs.pop("max_iter", 2000), **kwargs)
-    monkeypatch.setattr(SOLVER, "_scaling_iterations", original)
+    monkeypatch.setattr(SCALING, "scaling_iterations", original)
     return state, calls
 
 
@@ -80,7 +76,7 @@ def test_inexact_products_send_the_batch_back_to_the_log_domain(monkeypatch):
     pairs = make_mnist_pairs(3, split="test", random_state=5)
     f = torch.zeros_like(pairs.a)
     slow, _ = _solve(monkeypatch, pairs.a, pairs.b, f, scaling=False)
-    monkeypatch.setattr(SOLVER, "_EXACT_PER_TERM", 1.0)  # no product passes the guard
+    monkeypatch.setattr(SCALING, "_EXACT_PER_TERM", 1.0)  # no product passes the guard
     fell_back, calls = _solve(monkeypatch, pairs.a, pairs.b, f, scaling=True)
     assert calls == [False]
     _assert_same(fell_back, slow, rtol=0)
@@ -114,17 +110,17 @@ def test_small_epsilon_and_gradients_take_the_log_domain(monkeypatch):
 
 
 def _dense_solve(monkeypatch, geometry, a, b, *, scaling: bool, **kwargs):
-    monkeypatch.setattr(SOLVER, "SCALING_RANGE", 230.0 if scaling else -1.0)
-    original, calls = SOLVER._scaling_iterations, []
+    monkeypatch.setattr(SCALING, "SCALING_RANGE", 230.0 if scaling else -1.0)
+    original, calls = SCALING.scaling_iterations, []
 
     def spy(*args, **kw):
         out = original(*args, **kw)
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(SOLVER, "_scaling_iterations", spy)
+    monkeypatch.setattr(SCALING, "scaling_iterations", spy)
     state = solve_batch(geometry, a, b, None, tol=kwargs.get("tol", 1e-6), max_iter=3000)
-    monkeypatch.setattr(SOLVER, "_scaling_iterations", original)
+    monkeypatch.setattr(SCALING, "scaling_iterations", original)
     return state, calls
 
 
@@ -153,3 +149,53 @@ def test_dense_costs_beyond_the_range_take_the_log_domain(monkeypatch):
                                                                         dtype=torch.float64)
     state, calls = _dense_solve(monkeypatch, geometry, a, b, scaling=True, tol=1e-4)
     assert calls == [] and bool(state.converged.all())
+
+
+def _small_epsilon_problem(batched: bool, n_pairs: int = 4):
+    """Dense problems at eps = 2e-3 on [0, 1]^2 (max C / eps about 1,000: no plain scaling)."""
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.rand(n_pairs, 25, 2, generator=gen), torch.rand(n_pairs, 35, 2, generator=gen)
+    cost = (torch.cdist(x, y) ** 2 if batched else torch.cdist(x[0], y[0]) ** 2).double()
+    a = torch.rand(n_pairs, 25, generator=gen, dtype=torch.float64)
+    b = torch.rand(n_pairs, 35, generator=gen, dtype=torch.float64)
+    a[:, :3], b[0, 5:9] = 0.0, 0.0
+    return (DenseGeometry(cost, epsilon=2e-3), a / a.sum(1, keepdim=True),
+            b / b.sum(1, keepdim=True))
+
+
+def _absorbing_solve(monkeypatch, geometry, a, b, *, absorb: bool, f_init=None, tol=1e-6):
+    original, calls = SCALING.absorbing_iterations, []
+
+    def spy(*args, **kw):
+        calls.append(True)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(SCALING, "absorbing_iterations", spy)
+    if not absorb:
+        monkeypatch.setattr(SCALING, "absorbing_applies", lambda *args: False)
+    state = solve_batch(geometry, a, b, f_init, tol=tol, max_iter=20000)
+    monkeypatch.undo()
+    return state, calls
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_absorbing_iterates_are_the_log_domain_iterates(monkeypatch, batched):
+    geometry, a, b = _small_epsilon_problem(batched)
+    assert geometry.scaling_range > SCALING.SCALING_RANGE
+    fast, calls = _absorbing_solve(monkeypatch, geometry, a, b, absorb=True)
+    slow, none = _absorbing_solve(monkeypatch, geometry, a, b, absorb=False)
+    assert calls == [True] and none == []
+    assert bool(fast.converged.all()) and len(set(fast.n_iter.tolist())) > 1
+    _assert_same(fast, slow, rtol=1e-8)
+
+
+def test_absorbing_from_a_warm_start_and_with_many_absorptions(monkeypatch):
+    geometry, a, b = _small_epsilon_problem(False)
+    gen = torch.Generator().manual_seed(4)
+    f = 0.01 * torch.randn(a.shape, generator=gen, dtype=torch.float64)
+    slow, _ = _absorbing_solve(monkeypatch, geometry, a, b, absorb=False, f_init=f)
+    # A bound of e^2 forces a log-domain step and an absorption every few iterations.
+    monkeypatch.setattr(SCALING, "_ABSORB_BOUND", 7.4)
+    fast, calls = _absorbing_solve(monkeypatch, geometry, a, b, absorb=True, f_init=f)
+    assert calls == [True]
+    _assert_same(fast, slow, rtol=1e-8)

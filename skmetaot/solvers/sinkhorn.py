@@ -15,16 +15,14 @@ potentials of -inf on those atoms (their rows/columns of the plan are exactly ze
 reported by one :class:`~sklearn.exceptions.ConvergenceWarning` per call
 (``warn_unconverged``).
 
-On grid kernels whose entries stay well inside float64 (``scaling_range``, the largest
-``C / eps``, at most :data:`SCALING_RANGE`), the same iterates are computed in the scaling
-domain (``u = exp(F)``, ``v = exp(G)``: two matrix products and a division per half-step, no
-``exp`` or ``log``), which at batch 1 needs a third of the operator calls. A batch whose
-products are not all exact, or that meets a non-finite number, is redone in the log domain.
+Where the kernel allows, the same iterates are computed in the scaling domain
+(:mod:`skmetaot.solvers.scaling`): with the plain kernel when its entries stay inside float64
+(grids and dense costs with ``max C / eps`` up to 230), with a stabilised, absorbed kernel on
+dense costs at smaller epsilon. The half-step itself is :mod:`skmetaot.solvers.halfstep`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import warnings
@@ -33,8 +31,18 @@ from dataclasses import dataclass
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from skmetaot._softmin import exp_floor, exp_or_zero_, log_weights
+from skmetaot._softmin import log_weights
 from skmetaot.geometry import Geometry, GridGeometry
+from skmetaot.solvers import scaling
+
+# Re-exported: the half-step lived here before halfstep.py held it.
+from skmetaot.solvers.halfstep import (  # noqa: F401
+    c_transform,
+    scale_on_support,
+    source_marginal_error,
+    sweep,
+    update_potential,
+)
 
 # Re-exported: they lived here before plans.py held them.
 from skmetaot.solvers.plans import barycentric_map, plan_values, transport_plan  # noqa: F401
@@ -76,104 +84,6 @@ class SinkhornState:
     converged: torch.Tensor
 
 
-def scale_on_support(potential: torch.Tensor, weights: torch.Tensor, epsilon: float):
-    """``potential / eps`` on atoms with mass and -inf on zero-weight atoms.
-
-    Parameters
-    ----------
-    potential : torch.Tensor of shape (B, n)
-        Potential in cost units (its values on zero-weight atoms are ignored).
-    weights : torch.Tensor of shape (B, n)
-    epsilon : float
-
-    Returns
-    -------
-    torch.Tensor of shape (B, n)
-    """
-    return torch.where(weights > 0, potential / epsilon,
-                       torch.full_like(potential, float("-inf")))
-
-
-def update_potential(geometry: Geometry, potential: torch.Tensor, log_weights: torch.Tensor,
-                     axis: int) -> torch.Tensor:
-    """The Sinkhorn half-step, in scaled units: the one implementation every caller uses.
-
-    ``axis=0`` updates the target potential from the source one,
-    ``G_j = log b_j - LSE_i(F_i - C_ij / eps)`` (the c-transform: the b-marginal of (F, G) is
-    then exact); ``axis=1`` the source potential from the target one,
-    ``F_i = log a_i - LSE_j(G_j - C_ij / eps)``. As OTT-JAX's
-    ``Geometry.update_potential``, in log space.
-
-    Parameters
-    ----------
-    geometry : Geometry
-    potential : torch.Tensor of shape (B, n) for axis 0, (B, m) for axis 1
-        The other side's potential divided by epsilon, -inf on zero-weight atoms.
-    log_weights : torch.Tensor of shape (B, m) for axis 0, (B, n) for axis 1
-        Log weights of the side being updated (``skmetaot._softmin.log_weights``: -inf on
-        zero weights).
-    axis : {0, 1}
-
-    Returns
-    -------
-    torch.Tensor
-        The updated scaled potential (-inf on zero-weight atoms).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from skmetaot.geometry import DenseGeometry
-    >>> geometry = DenseGeometry(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), epsilon=1.0)
-    >>> log_b = torch.log(torch.tensor([[0.5, 0.5]]))
-    >>> update_potential(geometry, torch.zeros(1, 2), log_b, axis=0)
-    tensor([[-1.0064, -1.0064]])
-    """
-    reduce = geometry.lse_source if axis == 0 else geometry.lse_target
-    return log_weights - reduce(potential)
-
-
-def sweep(geometry: Geometry, scaled_f: torch.Tensor, log_b: torch.Tensor):
-    """One g-update and the soft-min of the following f-update, in scaled units.
-
-    Returns ``G = log b - LSE_i(F_i - C_ij/eps)`` (so the b-marginal of (F, G) is exact) and
-    ``k = LSE_j(G_j - C_ij/eps)``: the a-marginal of (F, G) is ``exp(F + k)`` and the next
-    f-update is ``log a - k``.
-
-    Parameters
-    ----------
-    geometry : Geometry
-    scaled_f : torch.Tensor of shape (B, n)
-        ``f / eps``, -inf on zero-weight atoms.
-    log_b : torch.Tensor of shape (B, m)
-
-    Returns
-    -------
-    scaled_g : torch.Tensor of shape (B, m)
-    soft_min : torch.Tensor of shape (B, n)
-    """
-    scaled_g = update_potential(geometry, scaled_f, log_b, 0)
-    return scaled_g, geometry.lse_target(scaled_g)
-
-
-def source_marginal_error(scaled_f: torch.Tensor, soft_min: torch.Tensor, a: torch.Tensor):
-    """L1 error ``|exp(F + k) - a|_1`` of the a-marginal (eq. (7) once the b-marginal is exact).
-
-    Parameters
-    ----------
-    scaled_f, soft_min : torch.Tensor of shape (B, n)
-        As returned around :func:`sweep` (``exp(-inf) = 0`` on zero-weight atoms).
-    a : torch.Tensor of shape (B, n)
-
-    Returns
-    -------
-    torch.Tensor of shape (B,)
-    """
-    # The clamp keeps exp off its slow path on the -inf of zero-weight atoms (1e-307, not 0).
-    # Not in place: the meta-training losses differentiate through this.
-    log_marginal = (scaled_f + soft_min).clamp_min(exp_floor(scaled_f.dtype))
-    return (torch.exp(log_marginal) - a).abs().sum(-1)
-
-
 def solve_batch(
     geometry: Geometry,
     a: torch.Tensor,
@@ -186,9 +96,9 @@ def solve_batch(
 ) -> SinkhornState:
     """Run log-domain Sinkhorn on a batch of problems sharing one geometry.
 
-    Grid kernels whose entries stay inside float64's range (``scaling_range`` up to
-    ``SCALING_RANGE``) iterate in the scaling domain instead: the same iterates with a third
-    of the operator calls, falling back to the log domain whenever a product is not exact.
+    Where the kernel allows, the iterations run in the scaling domain
+    (:mod:`skmetaot.solvers.scaling`): the same iterates, certified exact, with fewer
+    operations; otherwise, and whenever a product is not exact, in the log domain.
 
     Parameters
     ----------
@@ -236,27 +146,30 @@ def solve_batch(
     # Iterate in the dtype the kernel computes in (float64 for the matrix-product kernels):
     # no conversion per reduction, and the float32 result is rounded once, at the end.
     work = getattr(geometry, "work_dtype", a.dtype)
-    scaling = _scaling_applies(geometry, work, a, b, f_init)
+    fast = scaling.scaling_applies(geometry, work, a, b, f_init)
     # Grids in the scaling domain keep their atoms without mass (they cost nothing there, and
     # at batch 1 the restriction's operator calls would cost more than smaller products save).
     sizes = None
-    if not (scaling and isinstance(geometry, GridGeometry)):
+    if not (fast and isinstance(geometry, GridGeometry)):
         geometry, a, b, f_init, sizes = _restrict(geometry, a, b, f_init)
     outputs = None
-    if scaling:
-        wide_a = a.to(work)
-        start = None if f_init is None else scale_on_support(f_init.to(work), wide_a, eps)
-        outputs = _scaling_iterations(geometry, wide_a, b.to(work), start, tol=tol,
-                                      max_iter=max_iter)
-    certified = outputs is not None  # finite products only: no NaN can have come out
+    wide_a, wide_b = a.to(work), b.to(work)
+    start = None if f_init is None else scale_on_support(f_init.to(work), wide_a, eps)
+    if fast:
+        outputs = scaling.scaling_iterations(geometry, wide_a, wide_b, start, tol=tol,
+                                             max_iter=max_iter)
+    elif scaling.absorbing_applies(geometry, work, wide_a, wide_b, f_init):
+        outputs = scaling.absorbing_iterations(geometry, wide_a, wide_b, start, tol=tol,
+                                               max_iter=max_iter)
+    certified = fast and outputs is not None  # finite products only: no NaN came out
     if outputs is None:
         if sizes is None:
             geometry, a, b, f_init, sizes = _restrict(geometry, a, b, f_init)
-        wide_a = a.to(work)
-        start = torch.zeros_like(wide_a) if f_init is None else f_init.to(work)
-        outputs = _log_iterations(geometry, wide_a, b.to(work),
-                                  scale_on_support(start, wide_a, eps), tol=tol,
-                                  max_iter=max_iter)
+            wide_a, wide_b = a.to(work), b.to(work)
+            start = None if f_init is None else scale_on_support(f_init.to(work), wide_a, eps)
+        if start is None:
+            start = scale_on_support(torch.zeros_like(wide_a), wide_a, eps)
+        outputs = _log_iterations(geometry, wide_a, wide_b, start, tol=tol, max_iter=max_iter)
     out_f, out_g, n_iter, errors = outputs
     f, g = (out_f * eps).to(out_dtype), (out_g * eps).to(out_dtype)
     errors = errors.to(out_dtype)
@@ -292,64 +205,11 @@ def _restrict(geometry: Geometry, a: torch.Tensor, b: torch.Tensor, f_init: torc
     return geometry, a, b, f_init, (source_index, target_index, full_sizes)
 
 
-#: Scaling iterations are tried when ``max C / eps`` is at most this: every kernel entry is then
-#: at least ``exp(-230) = 1e-100``, well inside float64 and above ``KERNEL_FLOOR``.
-SCALING_RANGE = 230.0
-
-
-def _scaling_applies(geometry: Geometry, work: torch.dtype, a: torch.Tensor, b: torch.Tensor,
-                     f_init: torch.Tensor | None) -> bool:
-    """Whether the scaling-domain fast path may run (it still falls back when it must)."""
-    if work != torch.float64 or getattr(geometry, "scaling_range", math.inf) > SCALING_RANGE:
-        return False
-    # Its products carry no graph: differentiable solves take the log domain.
-    return not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad or (
-        f_init is not None and f_init.requires_grad)))
-
-
-class _Finished:
-    """The results of the problems that stopped, and which problems are still iterating.
-
-    The result tensors are allocated at the first :meth:`record` (a batch that stops all
-    at once never needs them).
-    """
-
-    def __init__(self, a: torch.Tensor, b: torch.Tensor):
-        self.a, self.b = a, b
-        self.recorded = False
-
-    def record(self, done: torch.Tensor, f_done: torch.Tensor, g_done: torch.Tensor,
-               err: torch.Tensor, iteration: int) -> torch.Tensor | None:
-        """Store the problems marked ``done``, given their rows of f and g.
-
-        Returns the mask of the problems that go on, or None when all are done.
-        """
-        if not self.recorded:
-            a, batch = self.a, self.a.shape[0]
-            self.f, self.g = torch.empty_like(a), torch.empty_like(self.b)
-            self.n_iter = torch.zeros(batch, dtype=torch.long, device=a.device)
-            self.errors = torch.full((batch,), float("inf"), dtype=a.dtype, device=a.device)
-            self.active = torch.arange(batch, device=a.device)
-            self.recorded = True
-        finished = self.active[done]
-        self.f[finished], self.g[finished] = f_done, g_done
-        self.errors[finished] = err[done]
-        self.n_iter[finished] = iteration + 1
-        keep = ~done
-        if not bool(keep.any()):
-            return None
-        self.active = self.active[keep]
-        return keep
-
-    def outputs(self):
-        return self.f, self.g, self.n_iter, self.errors
-
-
 def _log_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
                     scaled_f: torch.Tensor, *, tol: float, max_iter: int):
     """The log-domain loop (module docstring); returns scaled (f, g), iterations, errors."""
     log_a, log_b = log_weights(a), log_weights(b)  # -inf on zero weights, by design
-    results = _Finished(a, b)
+    results = scaling.Finished(a, b)
     geom, weights_a = geometry, a
     last = max_iter - 1
     for iteration in range(max_iter):
@@ -365,77 +225,6 @@ def _log_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
             scaled_f, soft_min = scaled_f[keep], soft_min[keep]
             weights_a, log_a, log_b = weights_a[keep], log_a[keep], log_b[keep]
         scaled_f = log_a - soft_min
-    return results.outputs()
-
-
-#: A kernel product of n terms is exact to float64 rounding when it is at least n times this
-#: (terms below ``KERNEL_FLOOR`` were dropped); results with smaller products are redone.
-_EXACT_PER_TERM = 1e-134
-#: Batches check every this many iterations that no problem has gone non-finite (at batch 1
-#: the stopping test sees a NaN at once).
-_FINITE_EVERY = 16
-
-
-def _scaling_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
-                        scaled_f: torch.Tensor | None, *, tol: float, max_iter: int):
-    """The same iterations in the scaling domain, or None when the log domain must do them.
-
-    With ``u = exp(F - c)`` (c: each problem's largest F, so that u <= 1), ``v = exp(G + c)``
-    and ``K = exp(-C / eps)``, the loop of the module docstring is ``v = b / K^T u``,
-    ``t = K v``, error ``|u t - a|_1``, ``u = a / t``: the same iterates, without the exp and
-    log of each soft-min, on tensors laid out on the grid (at batch 1, where operator calls are
-    the cost, a third of the log domain's). ``scaled_f=None`` is the cold start. Results
-    stand when the products they come from are exact (every entry at least ``n * 1e-134``) and
-    finite; otherwise the whole batch goes back to the log domain.
-    """
-    grid_dims = geometry.layout_dims(a.shape[0])
-    a_grid, b_grid = geometry.grid_layout(a, 0), geometry.grid_layout(b, 1)
-    base = geometry
-    if scaled_f is None:
-        shift, u = None, (a_grid > 0).to(a.dtype)
-    else:
-        shift = scaled_f.amax(-1, keepdim=True)  # finite: f is finite on the support
-        u = geometry.grid_layout(exp_or_zero_(scaled_f - shift), 0)
-    guard = max(a.shape[1], b.shape[1]) * _EXACT_PER_TERM
-    results = _Finished(a, b)
-    last = max_iter - 1
-    for iteration in range(max_iter):
-        s = geometry.apply_kernel(u, 0, grid_layout=True)
-        v = b_grid / s
-        t = geometry.apply_kernel(v, 1, grid_layout=True)
-        err = torch.linalg.vector_norm(torch.addcmul(a_grid, u, t, value=-1.0), 1, grid_dims)
-        single = err.ndim == 0
-        lowest = float(err) if single else float(err.min())
-        if lowest != lowest or (not single and iteration % _FINITE_EVERY == 0
-                                and not bool(torch.isfinite(err).all())):
-            return None
-        if lowest < tol or iteration == last:
-            done = err < tol if iteration < last else torch.ones_like(err, dtype=torch.bool)
-            every = single or bool(done.all())
-            rows = (s, t, u, v, err) if every else [x[done] for x in (s, t, u, v, err)]
-            s_done, t_done, u_done, v_done, err_done = rows
-            # One synchronisation: the smallest products (NaN fails too) and the worst error.
-            low, worst = torch.stack((torch.minimum(s_done.amin(), t_done.amin()),
-                                      err_done.max())).tolist()
-            if not (low >= guard and worst < math.inf):
-                return None
-            count = 1 if single else len(err_done)
-            f_done = log_weights(u_done).view(count, -1)
-            g_done = log_weights(v_done).view(count, -1)
-            if shift is not None:
-                shift_done = shift if every else shift[done]
-                f_done, g_done = f_done.add_(shift_done), g_done.sub_(shift_done)
-            if every and not results.recorded:
-                # Everything stopped together (always so at batch 1): no bookkeeping.
-                n_iter = torch.full((count,), iteration + 1, dtype=torch.long, device=a.device)
-                return f_done, g_done, n_iter, err.view(-1)
-            keep = results.record(done, f_done, g_done, err, iteration)
-            if keep is None:
-                break
-            t, a_grid, b_grid = t[keep], a_grid[keep], b_grid[keep]
-            shift = None if shift is None else shift[keep]
-            geometry = base.select(results.active)
-        u = a_grid / t
     return results.outputs()
 
 
@@ -499,41 +288,3 @@ def _scatter(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tens
     out = values.new_full((values.shape[0], size), float("-inf"))
     out[:, index] = values
     return out
-
-
-def c_transform(
-    geometry: Geometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor
-) -> torch.Tensor:
-    """``g(f)_j = eps log b_j - eps LSE_i((f_i - C_ij)/eps)`` (eq. (8) of the Meta OT paper).
-
-    Source atoms with zero weight are excluded (their potential is -inf), so that the
-    b-marginal of the plan of ``(f, g(f))`` is exactly ``b``.
-
-    Parameters
-    ----------
-    geometry : Geometry
-    f : torch.Tensor of shape (B, n)
-    a : torch.Tensor of shape (B, n)
-    b : torch.Tensor of shape (B, m)
-
-    Returns
-    -------
-    torch.Tensor of shape (B, m)
-
-    Examples
-    --------
-    Whatever ``f``, the plan of ``(f, g(f))`` has the target marginal ``b``:
-
-    >>> import torch
-    >>> from skmetaot.geometry import DenseGeometry
-    >>> cost = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]], dtype=torch.float64)
-    >>> geometry = DenseGeometry(cost, epsilon=0.1)
-    >>> f = torch.tensor([[0.3, -0.2, 0.1]], dtype=torch.float64)
-    >>> a = torch.full((1, 3), 1 / 3, dtype=torch.float64)
-    >>> b = torch.tensor([[0.25, 0.75]], dtype=torch.float64)
-    >>> g = c_transform(geometry, f, a, b)
-    >>> transport_plan(cost, f, g, 0.1).sum(-2)
-    tensor([[0.2500, 0.7500]], dtype=torch.float64)
-    """
-    eps = geometry.epsilon
-    return eps * update_potential(geometry, scale_on_support(f, a, eps), log_weights(b), 0)
