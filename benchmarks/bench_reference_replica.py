@@ -179,7 +179,7 @@ def _write(rows: list[dict], args: argparse.Namespace, compile_seconds: float) -
     ]
     payload = {"machine": machine_info(torch.device("cpu")), "seed": args.seed,
                "config": vars(args) | {"out": str(args.out)}, "rows": rows,
-               "compile_seconds": compile_seconds}
+               "compile_seconds": compile_seconds, "notes": notes}
     write_results("bench_reference_replica", payload, "\n".join(lines), args.out)
 
 
