@@ -236,7 +236,7 @@ class DenseGeometry:
         """``max |C| / eps`` (inf without the float64 kernel); read once, then kept.
 
         How far the kernel's entries may fall below (or above) 1: it decides whether the
-        solver may iterate in the scaling domain (:data:`skmetaot.solvers.sinkhorn.SCALING_RANGE`).
+        solver may iterate in the scaling domain (``skmetaot.solvers.scaling.SCALING_RANGE``).
         """
         if "_scaling_range" not in self.__dict__:
             self._scaling_range = math.inf if self._kernel_exp is None else (
@@ -280,7 +280,7 @@ class DenseGeometry:
     def absorbed_kernel(self, scaled_f: torch.Tensor, scaled_g: torch.Tensor) -> torch.Tensor:
         """``exp(F_i + G_j - C_ij / eps)`` per problem, float64, entries below 1e-150 zero.
 
-        The stabilised kernel of :func:`skmetaot.solvers.scaling.absorbing_iterations`: with
+        The stabilised kernel of ``skmetaot.solvers.scaling.absorbing_iterations``: with
         (F, G) near a solution its significant entries are those of the plan, of order one,
         whatever epsilon.
 

@@ -16,9 +16,9 @@ reported by one :class:`~sklearn.exceptions.ConvergenceWarning` per call
 (``warn_unconverged``).
 
 Where the kernel allows, the same iterates are computed in the scaling domain
-(:mod:`skmetaot.solvers.scaling`): with the plain kernel when its entries stay inside float64
+(``skmetaot.solvers.scaling``): with the plain kernel when its entries stay inside float64
 (grids and dense costs with ``max C / eps`` up to 230), with a stabilised, absorbed kernel on
-dense costs at smaller epsilon. The half-step itself is :mod:`skmetaot.solvers.halfstep`.
+dense costs at smaller epsilon. The half-step itself is ``skmetaot.solvers.halfstep``.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def solve_batch(
     """Run log-domain Sinkhorn on a batch of problems sharing one geometry.
 
     Where the kernel allows, the iterations run in the scaling domain
-    (:mod:`skmetaot.solvers.scaling`): the same iterates, certified exact, with fewer
+    (``skmetaot.solvers.scaling``): the same iterates, certified exact, with fewer
     operations; otherwise, and whenever a product is not exact, in the log domain.
 
     Parameters
