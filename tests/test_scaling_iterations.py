@@ -16,9 +16,8 @@ def _grid(epsilon: float, size: int = 28) -> GridGeometry:
     return GridGeometry([axis, axis], [axis, axis], epsilon)
 
 
-def _solve(monkeypatch, a, b, f, *, scaling: bool, epsilon: float = 1e-2, **kwargs):
-    """solve_batch with the scaling path allowed or not; also whether it ran and stood."""
-    monkeypatch.setattr(SCALING, "SCALING_RANGE", 230.0 if scaling else -1.0)
+def _spy_on_scaling(monkeypatch) -> list[bool]:
+    """Record, per call of scaling_iterations, whether its result stood (not None)."""
     original, calls = SCALING.scaling_iterations, []
 
     def spy(*args, **kw):
@@ -27,6 +26,13 @@ def _solve(monkeypatch, a, b, f, *, scaling: bool, epsilon: float = 1e-2, **kwar
         return out
 
     monkeypatch.setattr(SCALING, "scaling_iterations", spy)
+    return calls
+
+
+def _solve(monkeypatch, a, b, f, *, scaling: bool, epsilon: float = 1e-2, **kwargs):
+    """solve_batch with the scaling path allowed or not; also whether it ran and stood."""
+    monkeypatch.setattr(SCALING, "SCALING_RANGE", 230.0 if scaling else -1.0)
+    original, calls = SCALING.scaling_iterations, _spy_on_scaling(monkeypatch)
     state = solve_batch(_grid(epsilon), a, b, f, tol=kwargs.pop("tol", 1e-3),
                         max_iter=kwargs.pop("max_iter", 2000), **kwargs)
     monkeypatch.setattr(SCALING, "scaling_iterations", original)
@@ -111,14 +117,7 @@ def test_small_epsilon_and_gradients_take_the_log_domain(monkeypatch):
 
 def _dense_solve(monkeypatch, geometry, a, b, *, scaling: bool, **kwargs):
     monkeypatch.setattr(SCALING, "SCALING_RANGE", 230.0 if scaling else -1.0)
-    original, calls = SCALING.scaling_iterations, []
-
-    def spy(*args, **kw):
-        out = original(*args, **kw)
-        calls.append(out is not None)
-        return out
-
-    monkeypatch.setattr(SCALING, "scaling_iterations", spy)
+    original, calls = SCALING.scaling_iterations, _spy_on_scaling(monkeypatch)
     state = solve_batch(geometry, a, b, None, tol=kwargs.get("tol", 1e-6), max_iter=3000)
     monkeypatch.setattr(SCALING, "scaling_iterations", original)
     return state, calls
