@@ -163,6 +163,9 @@ class DenseGeometry:
         Cost matrix shared by the batch, or one per problem.
     epsilon : float
         Entropic regularisation.
+    kernel : bool, default=True
+        Build the float64 kernel when the cost is small enough. False for a geometry used once
+        at an epsilon where the kernel underflows anyway (its exponentials would be wasted).
 
     Examples
     --------
@@ -172,14 +175,14 @@ class DenseGeometry:
     tensor([[0.3133, 0.3133]])
     """
 
-    def __init__(self, cost: torch.Tensor, epsilon: float) -> None:
+    def __init__(self, cost: torch.Tensor, epsilon: float, *, kernel: bool = True) -> None:
         self.cost = cost
         self.epsilon = float(epsilon)
         self.batched = cost.ndim == 3
         self._kernel_exp = None
         #: dtype in which the reductions compute (solvers keep their iterates in it).
         self.work_dtype = cost.dtype
-        if cost.numel() <= KERNEL_ELEMENTS:
+        if kernel and cost.numel() <= KERNEL_ELEMENTS:
             # exp(-C/eps) in float64, built in place in one allocation; exp_or_zero_ skips exp's
             # slow path on the (many, at small eps) entries that underflow.
             self._kernel_exp = exp_or_zero_(cost.to(torch.float64, copy=True).div_(-self.epsilon))

@@ -16,6 +16,7 @@ import torch
 from sklearn.datasets import load_digits
 
 import skmetaot._otresult
+import skmetaot.estimators._refinement
 import skmetaot.estimators.meta_sinkhorn
 import skmetaot.solvers.entropic
 from skmetaot import HistogramPairs, MetaICNNTransport, MetaSinkhornTransport, pairs_from_images
@@ -186,13 +187,13 @@ def test_refine_materialises_no_plan_until_one_is_read(fitted, digits, monkeypat
 def test_iter_refine_yields_batch_by_batch(fitted, digits, monkeypatch):
     _, test = digits
     solved = []
-    original = skmetaot.estimators.meta_sinkhorn.solve_pairs
+    original = skmetaot.estimators._refinement.solve_pairs
 
     def counting(pairs, **kwargs):
         solved.append(pairs.n_pairs)
         return original(pairs, **kwargs)
 
-    monkeypatch.setattr(skmetaot.estimators.meta_sinkhorn, "solve_pairs", counting)
+    monkeypatch.setattr(skmetaot.estimators._refinement, "solve_pairs", counting)
     stream = fitted.iter_refine(test, tol=1e-6, batch_size=4)
     assert solved == []  # nothing is solved before the first batch is asked for
     first = next(stream)

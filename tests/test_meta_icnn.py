@@ -357,3 +357,45 @@ def test_batched_refinement_equals_refining_each_problem_alone(trained):
     for k in range(2):
         alone = refine_w2gn(est.icnn_, start[k:k + 1], lambda k=k: (x[k:k + 1], y[k:k + 1]), 10)
         torch.testing.assert_close(both[k:k + 1], alone, atol=1e-5, rtol=1e-5)
+
+
+class _MeanEncoder(torch.nn.Module):
+    """An encoder a user adds: the measure's weighted mean, then a linear layer."""
+
+    def __init__(self, dim, n_features):
+        super().__init__()
+        self.linear = torch.nn.Linear(dim, n_features)
+        self.calls = 0
+
+    def forward(self, points, weights=None):
+        self.calls += 1
+        mean = points.mean(1) if weights is None else (points * weights[..., None]).sum(1)
+        return self.linear(mean)
+
+
+def test_a_registered_encoder_is_built_fed_and_budgeted():
+    from skmetaot.nn import EncoderSpec, register_encoder
+    from skmetaot.nn.encoders import ENCODERS
+
+    register_encoder("mean", EncoderSpec(_MeanEncoder, "points",
+                                         lambda dim, n_points, n_features: n_points * dim))
+    try:
+        rng = np.random.default_rng(0)
+        pairs = [(rng.normal(size=(40, 2)), 1 + rng.normal(size=(30, 2))) for _ in range(4)]
+        est = MetaICNNTransport(encoder="mean", max_iter=2, random_state=0, **SMALL).fit(pairs)
+        assert est.encoder_ == "mean"
+        assert isinstance(est.hypernetwork_.encoder, _MeanEncoder)
+        assert est.hypernetwork_.encoder.calls > 0
+        assert [o.shape for o in est.transform(pairs[:2])] == [(40, 2), (40, 2)]
+        with pytest.raises(ValueError, match="exists"):
+            register_encoder("mean", ENCODERS["set"])
+        with pytest.raises(ValueError, match="images"):
+            register_encoder("pixels", EncoderSpec(_MeanEncoder, "images", lambda *a: 1))
+            MetaICNNTransport(encoder="pixels", max_iter=1, **SMALL).fit(pairs)
+    finally:
+        ENCODERS.pop("mean", None)
+        ENCODERS.pop("pixels", None)
+    with pytest.raises(ValueError, match="register_encoder"):
+        MetaICNNTransport(encoder="mean", max_iter=1, **SMALL).fit(pairs)
+    with pytest.raises(TypeError, match="EncoderSpec"):
+        register_encoder("bad", "not a spec")

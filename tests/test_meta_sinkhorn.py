@@ -269,3 +269,29 @@ def test_benchmark_chained_tolerances_count_the_direct_iterations(fitted, digits
                                                                                100000, init)]
         assert bool(state.converged.all())
     assert (legs[1][1].n_iter > legs[0][1].n_iter).all()
+
+
+class _TwoLayerNet(torch.nn.Sequential):
+    """A user's network for ``model=``: (n_features, n_source) -> module, last layer zero."""
+
+    def __init__(self, n_features, n_source):
+        super().__init__(torch.nn.Linear(n_features, 32), torch.nn.Tanh(),
+                         torch.nn.Linear(32, n_source))
+        torch.nn.init.zeros_(self[-1].weight)
+        torch.nn.init.zeros_(self[-1].bias)
+
+
+def test_model_parameter_trains_the_users_network(digits_split):
+    train, test = digits_split
+    params = {**SMALL, "max_iter": 30}
+    est = MetaSinkhornTransport(**params, model=_TwoLayerNet).fit(train[:256])
+    assert isinstance(est.model_, _TwoLayerNet)
+    assert est.model_[0].in_features == 2 * 64 and est.model_[-1].out_features == 64
+    f, g = est.predict_potentials(test)
+    assert f.shape == (40, 64) and np.isfinite(g[np.asarray(test.b) > 0]).all()
+    assert bool(torch.any(est.model_[-1].weight != 0))  # it trained
+    assert pickle.loads(pickle.dumps(est)).predict_potentials(test)[0].shape == f.shape
+    with pytest.raises(TypeError, match="model must be a callable"):
+        MetaSinkhornTransport(**params, model="mlp").fit(train[:8])
+    with pytest.raises(TypeError, match="not a torch.nn.Module"):
+        MetaSinkhornTransport(**params, model=lambda n, m: "net").fit(train[:8])

@@ -180,3 +180,77 @@ def test_error_after_update_is_the_plans_b_marginal_error(seed, eps, zero_a, zer
     # It sits between the errors half an update before and half an update after.
     geometry = DenseGeometry(cost, eps)
     assert (got <= unrolled_marginal_error(geometry, f, a, b, 0) + 1e-12).all()
+
+
+def test_features_by_kernel_products_equal_the_log_domain_sweep(dense_problem):
+    # first_iteration's two products against the two log-sum-exps, dense and on a grid, with
+    # atoms without mass on both sides; and None where the kernel leaves float64.
+    from skmetaot.geometry import GridGeometry
+    from skmetaot.solvers import scaling
+
+    geometry, a, b = dense_problem
+    b = b.clone()
+    b[1, 4] = 0.0
+    b = b / b.sum(1, keepdim=True)
+    axes = [torch.linspace(0, 1, 3, dtype=torch.float64), torch.linspace(0, 1, 2,
+                                                                        dtype=torch.float64)]
+    grid = GridGeometry(axes, [torch.linspace(0, 1, 3, dtype=torch.float64)] * 2, 0.05)
+    ga, gb = a[:, :6], b[:, :9]
+    for geom, x, y in [(geometry, a, b), (grid, ga, gb)]:
+        fast = first_sinkhorn_step(geom, x, y)
+        t = scaling.first_iteration(geom, x, y)
+        assert t is not None
+        original = scaling.first_iteration
+        try:  # the log-domain path of the same function
+            import skmetaot.amortize.features as features
+            features.first_iteration = lambda *args: None
+            slow = first_sinkhorn_step(geom, x, y)
+        finally:
+            features.first_iteration = original
+        for u, v in zip(fast, slow, strict=True):
+            assert torch.allclose(u, v, rtol=1e-10, atol=1e-12)
+    tiny = DenseGeometry(geometry.cost * 1000.0, 0.05)  # max C / eps far above 230
+    assert scaling.first_iteration(tiny, a, b) is None
+
+
+def test_sampled_target_dual_is_unbiased(dense_problem):
+    from skmetaot.amortize import entropic_dual_value
+
+    geometry, a, b = dense_problem
+    f = torch.randn(a.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    f.requires_grad_(True)
+    full = entropic_dual_value(geometry, f, a, b)
+    (grad_full,) = torch.autograd.grad(full.sum(), f)
+    m, k = b.shape[1], 3
+    every = torch.arange(geometry.cost.shape[0])
+    total, grad_total, count = 0.0, torch.zeros_like(f), 0
+    from itertools import combinations
+    for subset in combinations(range(m), k):  # the expectation over every uniform sample
+        index = torch.tensor(subset)
+        value = entropic_dual_value(geometry._sub_geometry(every, index), f, a,
+                                    b.index_select(1, index), target_scale=m / k)
+        (grad,) = torch.autograd.grad(value.sum(), f)
+        total, grad_total, count = total + value.detach(), grad_total + grad, count + 1
+    assert torch.allclose(total / count, full.detach(), atol=1e-12)
+    assert torch.allclose(grad_total / count, grad_full, atol=1e-12)
+
+
+def test_target_sample_size_trains_and_checks_its_arguments():
+    from skmetaot.datasets import make_sphere_supply_demand
+
+    pairs = make_sphere_supply_demand(16, n_demand=300, random_state=0)
+    common = dict(epsilon=1e-2, cost="spherical", hidden_layer_sizes=(16,), max_iter=3,
+                  batch_size=8, device="cpu", random_state=0)
+    sampled = MetaSinkhornTransport(**common, target_sample_size=50).fit(pairs)
+    assert len(sampled.history_["loss"]) == 3
+    assert all(np.isfinite(sampled.history_["loss"]))
+    whole = MetaSinkhornTransport(**common).fit(pairs)
+    assert sampled.history_["loss"][0] != whole.history_["loss"][0]  # another objective's sample
+    with pytest.raises(ValueError, match="target_sample_size"):
+        MetaSinkhornTransport(**common, target_sample_size=0).fit(pairs)
+    with pytest.raises(ValueError, match="unroll_steps=0"):
+        MetaSinkhornTransport(**common, target_sample_size=50, unroll_steps=2).fit(pairs)
+    with pytest.raises(ValueError, match="grid"):
+        MetaSinkhornTransport(hidden_layer_sizes=(8,), max_iter=1, device="cpu",
+                              target_sample_size=10).fit(
+            _digit_pairs(load_digits().images, 4, 0))

@@ -6,6 +6,7 @@ import torch
 
 from skmetaot._softmin import log_weights
 from skmetaot.geometry import Geometry
+from skmetaot.solvers.scaling import first_iteration
 from skmetaot.solvers.sinkhorn import scale_on_support, sweep
 
 #: The network inputs :class:`~skmetaot.MetaSinkhornTransport` knows (see :func:`pair_features`).
@@ -54,10 +55,16 @@ def first_sinkhorn_step(
     True
     """
     with torch.no_grad():
-        scaled_f = scale_on_support(torch.zeros_like(a), a, geometry.epsilon)
-        _, soft_min = sweep(geometry, scaled_f, log_weights(b))
-        # The a-marginal exp(F + k): 0 off the support (masked, not exp(-inf): a slow path).
         off = a <= 0
+        # Two kernel products where they are exact (grids, a shared dense cost); the sphere's
+        # 100 x 10,000 pairs otherwise take two log-sum-exps over every cost entry.
+        marginal = first_iteration(geometry, a, b)
+        if marginal is not None:
+            soft_min = marginal.masked_fill_(off, 1.0).log_().to(a.dtype)
+        else:
+            scaled_f = scale_on_support(torch.zeros_like(a), a, geometry.epsilon)
+            _, soft_min = sweep(geometry, scaled_f, log_weights(b))
+        # The a-marginal exp(F + k): 0 off the support (masked, not exp(-inf): a slow path).
         pooled = soft_min.masked_fill(off, 0.0).exp_().masked_fill_(off, 0.0)
         first_f = (geometry.epsilon * (log_weights(a) - soft_min)).masked_fill_(off, 0.0)
     return pooled, first_f

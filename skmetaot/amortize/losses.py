@@ -16,7 +16,8 @@ from skmetaot.solvers.sinkhorn import (
 
 
 def entropic_dual_value(
-    geometry: Geometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+    geometry: Geometry, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *,
+    target_scale: float = 1.0,
 ) -> torch.Tensor:
     """Entropic dual ``<f, a> + <g(f), b>`` of each problem, differentiable in ``f``.
 
@@ -32,6 +33,11 @@ def entropic_dual_value(
         Predicted source potentials (cost units).
     a : torch.Tensor of shape (B, n)
     b : torch.Tensor of shape (B, m)
+    target_scale : float, default=1.0
+        Multiplies the target term ``<g(f), b>``. With ``geometry`` and ``b`` restricted to
+        ``k`` of the ``m`` target atoms drawn uniformly and ``target_scale = m / k``, the value
+        and its gradient in ``f`` are unbiased estimates of the whole dual's (each ``g_j``
+        depends on ``f`` alone): the stochastic semi-dual of Genevay et al. (2016).
 
     Returns
     -------
@@ -59,7 +65,7 @@ def entropic_dual_value(
     g = c_transform(geometry, f, a, b)
     source = torch.where(a > 0, f, torch.zeros_like(f)) * a
     target = torch.where(b > 0, g, torch.zeros_like(g)) * b
-    return source.sum(-1) + target.sum(-1)
+    return source.sum(-1) + target.sum(-1) * target_scale
 
 
 def unrolled_marginal_error(

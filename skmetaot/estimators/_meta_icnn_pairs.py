@@ -20,7 +20,6 @@ from skmetaot._validation import check_positive_int
 from skmetaot.amortize.w2gn import AffineBaseline, gaussian_baseline
 from skmetaot.estimators._collection import (
     ENCODE_POINTS,
-    IMAGE_SIDE,
     MeasureCollection,
     as_measure_collection,
 )
@@ -32,6 +31,7 @@ from skmetaot.estimators._standardise import (
     standardised_samples,
 )
 from skmetaot.geometry import DENSE_CHUNK_ELEMENTS
+from skmetaot.nn.encoders import ENCODERS
 from skmetaot.nn.hypernetwork import FunctionalPotential, GradientMap
 
 #: The measure of each pair that each map moves: the forward map the source, its inverse the
@@ -48,9 +48,9 @@ class PairPredictions:
         if fitted is not None and collection.dim != fitted:
             raise ValueError(f"the pairs have dimension {collection.dim}, but the estimator "
                              f"was fitted on dimension {fitted}")
-        if getattr(self, "encoder_", None) == "image" and not collection.has_images:
-            raise ValueError("this estimator encodes images (encoder='image'); pass the "
-                             "measures as images (H, W, C)")
+        if self._encodes_images() and not collection.has_images:
+            raise ValueError(f"this estimator encodes images (encoder={self.encoder_!r}); "
+                             "pass the measures as images (H, W, C)")
         return collection
 
     def _sample(self, collection: MeasureCollection, pair_ids: np.ndarray, generator: Any,
@@ -59,12 +59,16 @@ class PairPredictions:
         return standardised_samples(collection, pair_ids, n_samples or self.n_samples,
                                     generator, self._device_, self._dtype_)
 
+    def _encodes_images(self) -> bool:
+        encoder = getattr(self, "encoder_", None)
+        return encoder is not None and ENCODERS[encoder].inputs == "images"
+
     def _encoder_inputs(self, collection: MeasureCollection, pair_ids: np.ndarray, side: int,
                         samples: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """What the encoder reads of one side of the pairs, standardised per pair."""
-        if samples is not None and self.encoder_ == "set":
+        if samples is not None and not self._encodes_images():
             return (samples,)
-        return standardised_encoder_inputs(collection, pair_ids, side, self.encoder_ == "image",
+        return standardised_encoder_inputs(collection, pair_ids, side, self._encodes_images(),
                                            self._device_, self._dtype_)
 
     def _batches(self, collection: MeasureCollection, batch_size: int | None,
@@ -81,11 +85,10 @@ class PairPredictions:
             dim = self.n_features_in_
             if refine:  # W2GN: samples through both ICNNs, with gradients and conjugates
                 per_pair = 8 * self.n_samples * (dim + sum(self.icnn_hidden_sizes))
-            elif self.encoder_ == "image":  # the feature maps of two images
-                per_pair = 120 * IMAGE_SIDE ** 2
-            else:  # the per-point features of two measures
+            else:  # what the encoder declares it holds for each of the two measures
                 largest = max(len(m.points) for m in collection.measures)
-                per_pair = 2 * min(largest, ENCODE_POINTS) * (dim + 256)
+                per_pair = 2 * ENCODERS[self.encoder_].elements_per_measure(
+                    dim, min(largest, ENCODE_POINTS), self.encoder_features)
             size = max(1, DENSE_CHUNK_ELEMENTS // per_pair)
         return [ids[start:start + size] for start in range(0, len(ids), size)]
 

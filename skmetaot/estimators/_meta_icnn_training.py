@@ -18,7 +18,7 @@ from skmetaot.amortize.w2gn import w2gn_loss
 from skmetaot.estimators._collection import MeasureCollection, concat_collections
 from skmetaot.estimators._standardise import pair_standardisations
 from skmetaot.nn import ICNN
-from skmetaot.nn.encoders import ImageEncoder, SetEncoder
+from skmetaot.nn.encoders import ENCODERS
 from skmetaot.nn.hypernetwork import PairHypernetwork
 from skmetaot.sampling import RandomBatches
 
@@ -37,8 +37,9 @@ class HypernetworkTraining:
         encoder = self.encoder
         if encoder == "auto":
             encoder = "image" if collection.has_images else "set"
-        if encoder == "image" and not collection.has_images:
-            raise ValueError("encoder='image' needs measures given as images (H, W, C)")
+        spec = ENCODERS[encoder]
+        if spec.inputs == "images" and not collection.has_images:
+            raise ValueError(f"encoder={encoder!r} needs measures given as images (H, W, C)")
         self.encoder_ = encoder
         self._generator = self._seed_generator()
         self.icnn_ = ICNN(collection.dim, tuple(self.icnn_hidden_sizes),
@@ -49,10 +50,10 @@ class HypernetworkTraining:
         self._metrics: dict[str, list[float]] = {"dual": [], "cycle_loss": [],
                                                  "pretrain_loss": []}
         base = self._identity_parameters(collection)
-        net = (ImageEncoder(collection.dim, self.encoder_features) if encoder == "image"
-               else SetEncoder(collection.dim, n_features=self.encoder_features))
+        net = spec.build(collection.dim, self.encoder_features)
         self.hypernetwork_ = PairHypernetwork(net, torch.cat([base, base]),
-                                              tuple(self.hidden_layer_sizes)).to(
+                                              tuple(self.hidden_layer_sizes),
+                                              n_features=self.encoder_features).to(
             self._device_, self._dtype_)
         self.optimizer_ = None
         self.n_iter_ = 0

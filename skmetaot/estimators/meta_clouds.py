@@ -14,15 +14,15 @@ from skmetaot.amortize import TrainingHistory, entropic_dual_value, unrolled_mar
 from skmetaot.amortize.cloud_features import N_ATOM_FEATURES, cloud_features
 from skmetaot.costs import CostSpec, get_cost, pairwise_cost
 from skmetaot.estimators._base import BaseOTEstimator
+from skmetaot.estimators._refinement import WarmStartRefinement
 from skmetaot.geometry import DenseGeometry
 from skmetaot.measures import MeasurePairs, as_pairs, concat_pairs
 from skmetaot.nn.clouds import ENCODERS, CloudPotentialNet
-from skmetaot.pot import otresults_from_state
 from skmetaot.sampling import RandomBatches, is_stream
-from skmetaot.solvers.entropic import _check_scalars, default_batch_size, solve_pairs
-from skmetaot.solvers.initializers import Initializer, PairBatch, gaussian_init, refine_start
+from skmetaot.solvers.entropic import default_batch_size
+from skmetaot.solvers.initializers import Initializer, PairBatch, gaussian_init
 from skmetaot.solvers.plans import barycentric_map, transport_plan
-from skmetaot.solvers.sinkhorn import SinkhornState, c_transform
+from skmetaot.solvers.sinkhorn import c_transform
 
 #: Potentials the network corrects (see the ``baseline`` parameter).
 BASELINES = ("sinkhorn", "gaussian", None)
@@ -31,7 +31,7 @@ BASELINES = ("sinkhorn", "gaussian", None)
 _PREDICTION_TENSORS = 8
 
 
-class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
+class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializer):
     """Predict entropic OT potentials for pairs of point clouds with their own supports and sizes.
 
     The network maps a pair of weighted point clouds ``(x, a)``, ``(y, b)`` to the source
@@ -355,6 +355,13 @@ class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
         check_is_fitted(self, "model_")
         return self._validate_pairs(pairs)
 
+    def _refine_batches(self, pairs: MeasurePairs, batch_size: int | None) -> list[list[int]]:
+        # The solver's memory budget (the prediction inside init_f splits its own parts).
+        step = (default_batch_size(pairs, cost=self.cost, dense=True) if batch_size is None
+                else check_positive_int(batch_size, "batch_size"))
+        return [list(range(start, min(start + step, pairs.n_pairs)))
+                for start in range(0, pairs.n_pairs, step)]
+
     def predict_potentials(self, pairs: Any, *, batch_size: int | None = None):
         """Predicted potentials of each pair, each of its pair's size.
 
@@ -475,61 +482,3 @@ class MetaSinkhornCloudTransport(BaseOTEstimator, Initializer):
         for rows, _, part in self._predict_f_batches(pairs, None):
             f[rows, :part.shape[1]] = part.to(f)
         return f
-
-    def _refine_state(self, pairs: MeasurePairs, tol: float | None = None,
-                      max_iter: int | None = None, init: str = "meta",
-                      batch_size: int | None = None):
-        tol = self.tol if tol is None else tol
-        max_iter = self.refine_max_iter if max_iter is None else max_iter
-        _check_scalars(self.epsilon, tol, max_iter, batch_size)
-        return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost,
-                           init=refine_start(self, init), tol=tol, max_iter=max_iter,
-                           batch_size=batch_size)
-
-    def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                     init: str = "meta", *,
-                     batch_size: int | None = None) -> SinkhornState:
-        """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
-
-        For timing the refinement or counting its iterations: the same Sinkhorn runs as
-        :meth:`refine`, without building one ``OTResult`` (and its value) per pair.
-
-        Parameters
-        ----------
-        pairs, tol, max_iter, init, batch_size
-            As in :meth:`refine`.
-
-        Returns
-        -------
-        SinkhornState
-            Potentials padded to the largest pair (``-inf`` past a pair's size), and per pair
-            ``n_iter``, ``errors`` and ``converged``.
-        """
-        return self._refine_state(self._fitted_pairs(pairs), tol, max_iter, init, batch_size)
-
-    def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-               init: str = "meta", *, batch_size: int | None = None) -> list:
-        """Solve each pair with log-domain Sinkhorn warm-started from the prediction.
-
-        Parameters
-        ----------
-        pairs : MeasurePairs or anything :func:`skmetaot.as_pairs` accepts
-        tol : float, optional
-            L1 marginal error to reach (default: ``self.tol``).
-        max_iter : int, optional
-            Iteration cap (default: ``self.refine_max_iter``).
-        init : {"meta", "zeros", "gaussian"}, default="meta"
-            Start from the prediction (``"meta"``: the estimator itself, as in
-            ``sinkhorn(pairs, init=self)``), or from a baseline (to compare them).
-        batch_size : int, optional
-            Pairs solved together; each stops on its own error.
-
-        Returns
-        -------
-        list of ot.utils.OTResult
-            One per pair, with potentials of the pair's own sizes.
-        """
-        pairs = self._fitted_pairs(pairs)
-        state = self._refine_state(pairs, tol, max_iter, init, batch_size)
-        return otresults_from_state(pairs, state, epsilon=self.epsilon, cost=self.cost,
-                                    batch_size=batch_size)

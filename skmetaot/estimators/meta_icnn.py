@@ -17,9 +17,9 @@ from skmetaot.estimators._meta_icnn_pairs import PairPredictions
 from skmetaot.estimators._meta_icnn_training import HypernetworkTraining
 from skmetaot.estimators._potential import TransportPotential
 from skmetaot.estimators._standardise import pair_standardisations
+from skmetaot.nn.encoders import ENCODERS
 from skmetaot.sampling import is_stream
 
-ENCODERS = ("auto", "set", "image")
 BASELINES = ("gaussian", None)
 
 
@@ -181,8 +181,9 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
 
     # -- validation ---------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder={self.encoder!r} is not one of {ENCODERS}")
+        if self.encoder != "auto" and self.encoder not in ENCODERS:
+            raise ValueError(f"encoder={self.encoder!r} is not one of "
+                             f"{('auto', *ENCODERS)} (skmetaot.nn.register_encoder adds one)")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline={self.baseline!r} is not one of {BASELINES}")
         for name in ("encoder_features", "batch_size", "n_samples", "max_iter",

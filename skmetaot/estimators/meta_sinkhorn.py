@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,29 +12,26 @@ from sklearn.utils.validation import check_is_fitted
 
 from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
 from skmetaot.amortize import (
-    TrainingHistory,
     entropic_dual_value,
-    unrolled_marginal_error,
 )
 from skmetaot.amortize.features import INPUTS, pair_features
 from skmetaot.costs import CostSpec, get_cost
 from skmetaot.estimators._base import BaseOTEstimator
+from skmetaot.estimators._meta_sinkhorn_training import PotentialTraining
+from skmetaot.estimators._refinement import WarmStartRefinement
 from skmetaot.measures import HistogramPairs, as_pairs
-from skmetaot.nn import MLP
-from skmetaot.pot import otresults_from_state
-from skmetaot.sampling import RandomBatches, concat_histograms, histogram_batch, is_stream
+from skmetaot.sampling import is_stream
 from skmetaot.solvers.entropic import (
-    _check_scalars,
     default_batch_size,
     pair_geometry,
-    solve_pairs,
 )
-from skmetaot.solvers.initializers import Initializer, PairBatch, gaussian_init, refine_start
+from skmetaot.solvers.initializers import Initializer, PairBatch, gaussian_init
 from skmetaot.solvers.plans import barycentric_map, transport_plan
-from skmetaot.solvers.sinkhorn import SinkhornState, c_transform
+from skmetaot.solvers.sinkhorn import c_transform
 
 
-class MetaSinkhornTransport(BaseOTEstimator, Initializer):
+class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstimator,
+                            Initializer):
     """Predict entropic OT dual potentials for new pairs of discrete measures; refine exactly.
 
     A network f_theta(a, b) maps a pair of histograms on fixed supports to the source dual
@@ -73,7 +69,8 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         finite.
     cost : {"sqeuclidean", "euclidean", "spherical"} or callable, default="sqeuclidean"
     hidden_layer_sizes : tuple of int, default=(1024, 1024, 1024)
-        Hidden widths of the MLP (the reference uses three layers of 1024).
+        Hidden widths of the MLP (the reference uses three layers of 1024); ignored with
+        ``model``.
     learning_rate : float, default=1e-3
         Peak Adam learning rate.
     learning_rate_schedule : {"cosine", "constant"}, default="cosine"
@@ -97,6 +94,14 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         differentiable Sinkhorn iterations from the prediction
         (:func:`skmetaot.amortize.unrolled_marginal_error`), which targets the slowly converging
         directions that decide refinement time. 0 is the paper's objective alone.
+    target_sample_size : int or None, default=None
+        Target atoms in each training step's dual objective: a fresh uniform sample of this
+        many (shared by the batch), the target term rescaled so that the loss and its gradient
+        are unbiased estimates of the whole dual's (the stochastic semi-dual, Genevay et al.
+        2016). On a large target (the sphere's 10,000 demand points) a step then costs a
+        fraction of the c-transform over every target atom; the network still sees every atom.
+        None: every atom. Needs ``unroll_steps=0`` and a cost that is not a grid's
+        (the sampled atoms form no grid).
     inputs : {"pooled", "histograms", "pooled+histograms"}, default="pooled"
         What the network sees of a pair (see :func:`skmetaot.amortize.pair_features`):
         the source histogram with the target pooled onto the source atoms (2n numbers whatever
@@ -122,6 +127,13 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         the end, and resumes from it when the file exists (see :ref:`checkpoints`).
     checkpoint_every : int, default=500
         Steps between checkpoints.
+    model : callable or None, default=None
+        ``model(n_features, n_source) -> torch.nn.Module``: the network that maps the pair's
+        features (B, n_features) to the correction of the source potential (B, n_source), in
+        place of the MLP of ``hidden_layer_sizes`` (as OTT-JAX's
+        ``MetaInitializer(meta_model=...)``). A class or a module-level function, so that the
+        estimator pickles. With a baseline, a network whose last layer starts at zero starts
+        training exactly at the baseline (the default MLP does).
 
     Attributes
     ----------
@@ -171,6 +183,8 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         verbose: int = 0,
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 500,
+        target_sample_size: int | None = None,
+        model: Callable[[int, int], torch.nn.Module] | None = None,
     ) -> None:
         self.epsilon = epsilon
         self.cost = cost
@@ -192,6 +206,8 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         self.verbose = verbose
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
+        self.target_sample_size = target_sample_size
+        self.model = model
 
     # -- validation ---------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -202,6 +218,11 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.refine_max_iter, "refine_max_iter")
         check_non_negative_int(self.unroll_steps, "unroll_steps")
+        if self.target_sample_size is not None:
+            check_positive_int(self.target_sample_size, "target_sample_size")
+            if self.unroll_steps:
+                raise ValueError("target_sample_size needs unroll_steps=0: the unrolled "
+                                 "marginal error involves every target atom")
         self._check_checkpoint_params()
         get_cost(self.cost)
         if self.baseline not in (None, "gaussian", "sinkhorn"):
@@ -213,6 +234,9 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         if self.inputs not in INPUTS:
             raise ValueError(f"inputs={self.inputs!r} is not one of "
                              f"{', '.join(map(repr, INPUTS))}")
+        if self.model is not None and not callable(self.model):
+            raise TypeError(f"model must be a callable (n_features, n_source) -> "
+                            f"torch.nn.Module, got {type(self.model).__name__}")
         if not all(isinstance(w, (int, np.integer)) and w > 0 for w in self.hidden_layer_sizes):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got "
                              f"{self.hidden_layer_sizes!r}")
@@ -240,23 +264,6 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
         return pairs
 
     # -- training -----------------------------------------------------------------------------
-    def _initialise(self, pairs: HistogramPairs) -> None:
-        self.n_source_, self.n_target_ = int(pairs.a.shape[1]), int(pairs.b.shape[1])
-        self.support_x_, self.support_y_ = pairs.x, pairs.y
-        self._generator = self._seed_generator()
-        n_features = {"histograms": self.n_source_ + self.n_target_,
-                      "pooled": 2 * self.n_source_,
-                      "pooled+histograms": 2 * self.n_source_ + self.n_target_}[self.inputs]
-        self.model_ = MLP(n_features, tuple(self.hidden_layer_sizes),
-                          self.n_source_).to(self._device_, self._dtype_)
-        if self.baseline is not None:
-            # Start exactly at the baseline: training can then only move away from it.
-            torch.nn.init.zeros_(self.model_.layers[-1].weight)
-            torch.nn.init.zeros_(self.model_.layers[-1].bias)
-        self.optimizer_ = None  # created on first use by _live_optimizer
-        self.n_iter_ = 0
-        self._history = TrainingHistory()
-
     def _geometry(self, pairs: HistogramPairs):
         return pair_geometry(pairs, [0], epsilon=self.epsilon, cost=self.cost,
                              cost_matrix=None)[0]
@@ -333,61 +340,6 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
             self._initialise(pairs)
         steps = n_steps or -(-pairs.n_pairs // self.batch_size)
         return self._train(pairs, check_positive_int(steps, "n_steps"), total_steps=None)
-
-    def _train_stream(self, data: Any, n_steps: int, total_steps: int | None,
-                      initialise: bool, cycle: bool, checkpoint_data: tuple | None) -> None:
-        if self.validation_fraction:
-            raise ValueError("validation_fraction needs the pairs in memory; a stream has no "
-                             "held-out part (score a held-out collection instead)")
-        first, batches = self._open_stream(
-            data, cycle=cycle, initialise=initialise, concat=concat_histograms,
-            convert=lambda item, fitting: self._validate_pairs(histogram_batch(item),
-                                                               fitting=fitting))
-        self._train(first, n_steps, total_steps, batches=batches,
-                    checkpoint_data=checkpoint_data)
-
-    def _train(self, pairs: HistogramPairs, n_steps: int, total_steps: int | None,
-               checkpoint_data: tuple | None = None, batches: Any = None):
-        geometry = self._geometry(pairs)
-        n_val, val_idx = 0, None
-        if batches is None:  # a collection in memory: random batches of its training part
-            n_val = int(round(self.validation_fraction * pairs.n_pairs))
-            train_pairs = pairs
-            if n_val:
-                order = torch.randperm(pairs.n_pairs, generator=self._generator)
-                val_idx = order[:n_val].to(self._device_)
-                train_pairs = pairs[order[n_val:]]
-            if train_pairs.n_pairs == 0:
-                raise ValueError("no training pairs remain after the validation split")
-            batches = RandomBatches(train_pairs, min(self.batch_size, train_pairs.n_pairs)
-                                    ).iterate(self._seed)
-            self._batch_generator = batches.generator
-
-        def step_loss(step: int) -> torch.Tensor:
-            batch = next(batches)
-            a, b = batch.a, batch.b
-            f = self._forward(geometry, a, b)
-            loss = -entropic_dual_value(geometry, f, a, b).mean()
-            if self.unroll_steps:
-                loss = loss + unrolled_marginal_error(geometry, f, a, b, self.unroll_steps).mean()
-            return loss
-
-        def validate() -> float:
-            return -self._mean_dual(geometry, pairs, val_idx)
-
-        self._train_loop(
-            self.model_, step_loss,
-            self._live_optimizer("optimizer_", self.model_.parameters(),
-                                 lambda params: torch.optim.Adam(params, lr=self.learning_rate)),
-            # An endless schedule never decays: the cosine at progress 0 is the peak rate.
-            n_steps=n_steps, checkpoint_data=checkpoint_data,
-            total_steps=math.inf if self.learning_rate_schedule == "constant" else total_steps,
-            distribute="model_", learning_rate=self.learning_rate, grad_clip=self.grad_clip,
-            validate=validate if n_val else None,
-            validate_every=max(1, n_steps // 20) if n_val else 0,
-            description="MetaSinkhornTransport",
-        )
-        return self
 
     @property
     def history_(self) -> dict[str, Any]:
@@ -483,126 +435,12 @@ class MetaSinkhornTransport(BaseOTEstimator, Initializer):
             plans[part] = transport_plan(cost, f[part], g[part], self.epsilon)
         return pairs.kind.wrap(plans)
 
-    def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-               init: str = "meta", *, batch_size: int | None = None) -> list:
-        """Solve each pair with log-domain Sinkhorn warm-started from the prediction.
-
-        Pairs are predicted, solved and evaluated ``batch_size`` at a time, as
-        :meth:`iter_refine` yields them. A result keeps its potentials, not its plan: ``plan``
-        is computed from them when read, so N results hold O(N (n + m)) numbers.
-
-        Parameters
-        ----------
-        pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
-        tol : float, optional
-            L1 marginal error to reach (default: ``self.tol``).
-        max_iter : int, optional
-            Iteration cap (default: ``self.refine_max_iter``).
-        init : {"meta", "zeros", "gaussian"}, default="meta"
-            Start from the prediction (``"meta"``: the estimator itself, as in
-            ``sinkhorn(pairs, init=self)``), or from the baselines, so that they compare on
-            equal terms.
-        batch_size : int, optional
-            Pairs solved together (default: a fixed memory budget; see
-            :ref:`large_collections`). Each pair stops on its own error, so the results do
-            not depend on it beyond rounding.
-
-        Returns
-        -------
-        list of ot.utils.OTResult
-            One per pair: plan, potentials, value, value_linear, ``log["niter"]``, ``log["err"]``.
-        """
-        batches = self.iter_refine(pairs, tol, max_iter, init, batch_size=batch_size)
-        return [result for batch in batches for result in batch]
-
-    def iter_refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                    init: str = "meta", *,
-                    batch_size: int | None = None) -> Iterator[list]:
-        """Refine ``batch_size`` pairs at a time, yielding each batch's results when solved.
-
-        The streaming form of :meth:`refine` (same parameters, same results): what is held at
-        once is one batch's tensors, plus whatever results the caller keeps.
-
-        Parameters
-        ----------
-        pairs, tol, max_iter, init, batch_size
-            As in :meth:`refine`.
-
-        Yields
-        ------
-        list of ot.utils.OTResult
-            The results of the next ``batch_size`` pairs (fewer in the last batch), in order.
-
-        Examples
-        --------
-        >>> from skmetaot import MetaSinkhornTransport
-        >>> from skmetaot.datasets import make_mnist_pairs
-        >>> est = MetaSinkhornTransport(hidden_layer_sizes=(16,), max_iter=5, device="cpu",
-        ...                             random_state=0).fit(make_mnist_pairs(64, random_state=0))
-        >>> test = make_mnist_pairs(10, split="test", random_state=1)
-        >>> [len(batch) for batch in est.iter_refine(test, batch_size=4)]
-        [4, 4, 2]
-        """
+    def _fitted_pairs(self, pairs: Any) -> HistogramPairs:
         check_is_fitted(self, "model_")
-        pairs = self._validate_pairs(pairs, fitting=False)
-        tol, max_iter = self._refine_arguments(tol, max_iter, init)  # checked now, not lazily
-        return self._iter_refine(pairs, self._batches(pairs, batch_size), tol, max_iter, init)
+        return self._validate_pairs(pairs, fitting=False)
 
-    def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-                     init: str = "meta", *,
-                     batch_size: int | None = None) -> SinkhornState:
-        """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
-
-        For timing the refinement or counting its iterations: the same Sinkhorn runs as
-        :meth:`refine`, without building one ``OTResult`` (and its value) per pair.
-
-        Parameters
-        ----------
-        pairs, tol, max_iter, init, batch_size
-            As in :meth:`refine`.
-
-        Returns
-        -------
-        SinkhornState
-            Potentials ``f``, ``g``, and per pair ``n_iter``, ``errors`` and ``converged``.
-
-        Examples
-        --------
-        >>> from skmetaot import MetaSinkhornTransport
-        >>> from skmetaot.datasets import make_mnist_pairs
-        >>> est = MetaSinkhornTransport(hidden_layer_sizes=(16,), max_iter=5, device="cpu",
-        ...                             random_state=0).fit(make_mnist_pairs(64, random_state=0))
-        >>> state = est.refine_state(make_mnist_pairs(3, split="test", random_state=1), tol=1e-2)
-        >>> state.n_iter.shape, bool(state.converged.all())
-        (torch.Size([3]), True)
-        """
-        check_is_fitted(self, "model_")
-        pairs = self._validate_pairs(pairs, fitting=False)
-        return self._refine_state(pairs, tol, max_iter, init, batch_size=batch_size)
-
-    def _refine_arguments(self, tol: float | None, max_iter: int | None,
-                          init: Any) -> tuple[float, int]:
-        """``tol`` and ``max_iter`` with the estimator's defaults, all three checked."""
-        tol = self.tol if tol is None else tol
-        max_iter = self.refine_max_iter if max_iter is None else max_iter
-        _check_scalars(self.epsilon, tol, max_iter, None)
-        refine_start(self, init)
-        return tol, max_iter
-
-    def _iter_refine(self, pairs: HistogramPairs, batches: list[slice], tol: float,
-                     max_iter: int, init: str) -> Iterator[list]:
-        for part in batches:
-            batch = pairs[part]
-            state = self._refine_state(batch, tol, max_iter, init, batch_size=batch.n_pairs)
-            yield otresults_from_state(batch, state, epsilon=self.epsilon, cost=self.cost,
-                                       batch_size=batch.n_pairs)
-
-    def _refine_state(self, pairs: HistogramPairs, tol, max_iter, init: Any,
-                      batch_size: int | None = None):
-        tol, max_iter = self._refine_arguments(tol, max_iter, init)
-        return solve_pairs(pairs, epsilon=self.epsilon, cost=self.cost,
-                           init=refine_start(self, init), tol=tol, max_iter=max_iter,
-                           batch_size=batch_size)
+    def _refine_batches(self, pairs: HistogramPairs, batch_size: int | None) -> list[slice]:
+        return self._batches(pairs, batch_size)
 
     def init_f(self, batch: PairBatch) -> torch.Tensor:
         """Predicted f of a solver's batch: a fitted estimator is a Sinkhorn initializer.

@@ -2,12 +2,19 @@
 
 from skmetaot.nn.activations import get_activation
 from skmetaot.nn.clouds import CloudPotentialNet, WeightedCrossAttention
-from skmetaot.nn.encoders import ImageEncoder, SetEncoder, moment_features
+from skmetaot.nn.encoders import (
+    EncoderSpec,
+    ImageEncoder,
+    SetEncoder,
+    moment_features,
+    register_encoder,
+)
 from skmetaot.nn.hypernetwork import FunctionalPotential, GradientMap, PairHypernetwork
 from skmetaot.nn.icnn import ICNN
 from skmetaot.nn.mlp import MLP
 from skmetaot.nn.potentials import MLPPotential, ResidualAmortizer, potential_gradient
 
-__all__ = ["ICNN", "MLP", "CloudPotentialNet", "FunctionalPotential", "GradientMap",
-           "ImageEncoder", "MLPPotential", "PairHypernetwork", "ResidualAmortizer", "SetEncoder",
-           "WeightedCrossAttention", "get_activation", "moment_features", "potential_gradient"]
+__all__ = ["ICNN", "MLP", "CloudPotentialNet", "EncoderSpec", "FunctionalPotential",
+           "GradientMap", "ImageEncoder", "MLPPotential", "PairHypernetwork", "ResidualAmortizer",
+           "SetEncoder", "WeightedCrossAttention", "get_activation", "moment_features",
+           "potential_gradient", "register_encoder"]

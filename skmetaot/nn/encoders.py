@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -141,3 +142,73 @@ class ImageEncoder(nn.Module):
             hidden = F.relu(conv(hidden))
         pooled = hidden.mean((-2, -1))
         return F.relu(self.head(torch.cat([pooled, moment_features(pixels)], -1)))
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How a meta estimator builds, feeds and budgets a measure encoder.
+
+    Parameters
+    ----------
+    build : callable
+        ``build(dim, n_features) -> torch.nn.Module``: the encoder of measures in R^dim (or
+        of images with ``dim`` channels), returning (B, n_features).
+    inputs : {"points", "images"}
+        What it reads: ``"points"``, called as ``encoder(points)`` on the samples of a
+        training step, (B, M, d) with equal weights, and ``encoder(points, weights)`` on the
+        measure's encoding points with their weights (B, M); ``"images"``,
+        ``encoder(pixels)`` with (B, C, S, S) pixel grids of measures given as images.
+    elements_per_measure : callable
+        ``elements_per_measure(dim, n_points, n_features) -> int``: the activations held per
+        measure, which sizes the batches that predict within the memory budget.
+
+    Examples
+    --------
+    >>> spec = ENCODERS["set"]
+    >>> spec.inputs, spec.build(2, 8)(torch.rand(3, 5, 2), torch.full((3, 5), 0.2)).shape
+    ('points', torch.Size([3, 8]))
+    """
+
+    build: Callable[[int, int], nn.Module]
+    inputs: str
+    elements_per_measure: Callable[[int, int, int], int]
+
+
+#: The measure encoders :class:`~skmetaot.MetaICNNTransport` knows, by name
+#: (:func:`register_encoder` adds one).
+ENCODERS: dict[str, EncoderSpec] = {
+    "set": EncoderSpec(lambda dim, n_features: SetEncoder(dim, n_features=n_features), "points",
+                       lambda dim, n_points, n_features: n_points * (dim + n_features)),
+    # The feature maps of one image at the collection's resize (64 x 64), about 60 per pixel.
+    "image": EncoderSpec(lambda dim, n_features: ImageEncoder(dim, n_features), "images",
+                         lambda dim, n_points, n_features: 60 * 64 ** 2),
+}
+
+
+def register_encoder(name: str, spec: EncoderSpec, *, replace: bool = False) -> None:
+    """Make ``MetaICNNTransport(encoder=name)`` build the encoder ``spec`` describes.
+
+    Parameters
+    ----------
+    name : str
+    spec : EncoderSpec
+    replace : bool, default=False
+        Allow replacing an encoder of that name.
+
+    Examples
+    --------
+    >>> register_encoder("mean", EncoderSpec(
+    ...     lambda dim, n_features: SetEncoder(dim, (16,), n_features), "points",
+    ...     lambda dim, n_points, n_features: n_points * 16))
+    >>> "mean" in ENCODERS
+    True
+    >>> del ENCODERS["mean"]
+    """
+    if not isinstance(spec, EncoderSpec):
+        raise TypeError(f"spec must be an EncoderSpec, got {type(spec).__name__}")
+    if spec.inputs not in ("points", "images"):
+        raise ValueError(f"spec.inputs={spec.inputs!r} is not one of 'points', 'images'")
+    if name == "auto" or (name in ENCODERS and not replace):
+        raise ValueError(f"an encoder named {name!r} exists; pass replace=True to replace it"
+                         if name != "auto" else "'auto' is not an encoder name")
+    ENCODERS[name] = spec

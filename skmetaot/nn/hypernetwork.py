@@ -23,11 +23,13 @@ class PairHypernetwork(nn.Module):
     Parameters
     ----------
     encoder : torch.nn.Module
-        Called as ``encoder(*inputs)`` for each measure; has an ``n_features`` attribute.
+        Called as ``encoder(*inputs)`` for each measure, returning (B, n_features).
     base : torch.Tensor of shape (n_outputs,)
         Initial value of the learned base vector.
     hidden_layer_sizes : sequence of int, default=(512,)
         Widths of the decoding MLP.
+    n_features : int, optional
+        Features the encoder returns per measure (default: its ``n_features`` attribute).
 
     Examples
     --------
@@ -39,11 +41,13 @@ class PairHypernetwork(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, base: torch.Tensor,
-                 hidden_layer_sizes: Sequence[int] = (512,)) -> None:
+                 hidden_layer_sizes: Sequence[int] = (512,), *,
+                 n_features: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.base = nn.Parameter(base.detach().clone())
-        self.head = MLP(2 * encoder.n_features, tuple(hidden_layer_sizes), base.numel(),
+        n_features = encoder.n_features if n_features is None else n_features
+        self.head = MLP(2 * n_features, tuple(hidden_layer_sizes), base.numel(),
                         activation="relu", zero_last=True)
 
     def forward(self, source: tuple[torch.Tensor, ...],

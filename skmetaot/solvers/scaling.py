@@ -32,7 +32,7 @@ from skmetaot.geometry import KERNEL_ELEMENTS, Geometry
 from skmetaot.solvers.halfstep import source_marginal_error, sweep
 
 __all__ = ["SCALING_RANGE", "Finished", "absorbing_applies", "absorbing_iterations",
-           "scaling_applies", "scaling_iterations"]
+           "first_iteration", "scaling_applies", "scaling_iterations"]
 
 #: Scaling iterations are tried when ``max C / eps`` is at most this: every kernel entry is then
 #: at least ``exp(-230) = 1e-100``, well inside float64 and above ``KERNEL_FLOOR``.
@@ -108,6 +108,63 @@ class Finished:
     def outputs(self):
         """``f, g, n_iter, errors`` of every problem (scaled potentials)."""
         return self.f, self.g, self.n_iter, self.errors
+
+
+def first_iteration(geometry: Geometry, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    """``t = K (b / K^T 1_a)``: Sinkhorn's first iteration from zeros, or None.
+
+    From ``f = 0`` (``u = 1`` on the atoms with mass) the g-update is ``v = b / K^T u`` and
+    the a-marginal is ``u t`` with ``t = K v``; the next f-update is ``eps (log a - log t)``.
+    The kernel products are those of the scaling domain, where the kernel fits float64 (grids
+    and dense costs with ``scaling_range`` at most :data:`SCALING_RANGE`): the features of a
+    fixed-support meta model (MNIST's grids) in two products instead of two log-sum-exps.
+    (At smaller epsilon a column-stabilised kernel ``exp(-(C_ij - min_i C_ij) / eps)`` holds
+    the same ``t``, but on the sphere problem 2 % of its columns fail the exactness check,
+    those whose nearby supply atoms all carry no mass in the instance.)
+
+    Parameters
+    ----------
+    geometry : Geometry
+    a : torch.Tensor of shape (B, n)
+    b : torch.Tensor of shape (B, m)
+
+    Returns
+    -------
+    torch.Tensor of shape (B, n), float64, or None
+        None when no kernel applies, or when a product on the support is not exact to float64
+        rounding (some entry below its terms' count times ``1e-134``, or not finite): the log
+        domain must compute it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmetaot.geometry import DenseGeometry
+    >>> from skmetaot.solvers.halfstep import sweep
+    >>> from skmetaot._softmin import log_weights
+    >>> cost = torch.rand(3, 4, dtype=torch.float64)
+    >>> a, b = torch.tensor([[0.5, 0.0, 0.5]]), torch.full((1, 4), 0.25)
+    >>> geometry = DenseGeometry(cost, epsilon=0.1)
+    >>> t = first_iteration(geometry, a, b)
+    >>> scaled_f = torch.where(a > 0, 0.0, -torch.inf).double()
+    >>> _, soft_min = sweep(geometry, scaled_f, log_weights(b.double()))
+    >>> bool(torch.allclose(t[a > 0].log(), soft_min[a > 0]))
+    True
+    """
+    if getattr(geometry, "scaling_range", math.inf) > SCALING_RANGE:
+        return None
+    product = geometry.apply_kernel
+    on_a, on_b = a > 0, b > 0
+    s = product(on_a.to(torch.float64), 0)
+    v = b.to(torch.float64) / torch.where(on_b, s, 1.0)
+    t = product(v, 1)
+    # Exact when every product on the support is at least (terms x 1e-134 x the largest
+    # factor): the dropped kernel entries are below 1e-150. One synchronisation.
+    low_s = torch.where(on_b, s, math.inf).amin(-1) / (a.shape[1] * _EXACT_PER_TERM)
+    low_t = torch.where(on_a, t, math.inf).amin(-1) / (
+        b.shape[1] * _EXACT_PER_TERM * v.amax(-1))
+    if not bool(torch.minimum(low_s, low_t).ge(1.0).all()):
+        return None
+    return t
 
 
 #: A kernel product of n terms is exact to float64 rounding when it is at least n times this
