@@ -295,3 +295,12 @@ def test_model_parameter_trains_the_users_network(digits_split):
         MetaSinkhornTransport(**params, model="mlp").fit(train[:8])
     with pytest.raises(TypeError, match="not a torch.nn.Module"):
         MetaSinkhornTransport(**params, model=lambda n, m: "net").fit(train[:8])
+
+
+def test_a_model_saved_before_a_parameter_existed_loads_with_its_default(fitted):
+    state = fitted.__getstate__()
+    del state["model"], state["target_sample_size"]  # as pickled by an older version
+    loaded = object.__new__(type(fitted))
+    loaded.__setstate__(state)
+    assert loaded.get_params()["model"] is None
+    assert loaded.get_params()["target_sample_size"] is None

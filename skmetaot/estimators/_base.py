@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import os
 import warnings
@@ -80,6 +81,11 @@ class BaseOTEstimator(BaseEstimator):
         generator_states = {k.split("::", 1)[1]: state.pop(k) for k in list(state)
                             if k.startswith("_generator_state::")}
         self.__dict__.update(state)
+        # A model saved before a parameter existed loads with that parameter's default.
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if name != "self" and name not in self.__dict__ \
+                    and parameter.default is not inspect.Parameter.empty:
+                setattr(self, name, parameter.default)
         for name, (where, saved) in generator_states.items():
             generator = torch.Generator(where if where == "cpu" or torch.cuda.is_available()
                                         else "cpu")
