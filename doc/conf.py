@@ -101,9 +101,23 @@ def _write_benchmark_list() -> None:
 _write_benchmark_list()
 
 
+def _defined_outside(obj) -> bool:
+    """Whether a member comes from another library (scikit-learn, torch, POT): a base class."""
+    target = getattr(obj, "fget", obj)  # a property's module is its getter's
+    module = getattr(target, "__module__", None)
+    return isinstance(module, str) and not module.startswith("skmetaot")
+
+
 def _skip_member(app, what, name, obj, skip, options):
-    """Leave out the ``set_*_request`` methods that scikit-learn's metadata routing generates."""
+    """Leave out the ``set_*_request`` methods that scikit-learn's metadata routing generates.
+
+    The class template documents inherited members, so that the methods our estimators share
+    through private mixins (``refine`` and its kin) have pages; the members inherited from other
+    libraries' bases (``get_params``, ``nn.Module.forward``...) stay with their own documentation.
+    """
     if name.startswith("set_") and name.endswith("_request"):
+        return True
+    if what == "class" and _defined_outside(obj):
         return True
     return None
 
