@@ -55,7 +55,10 @@ def _histograms(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def train_ours(settings: dict, seed: int, device: str):
     """Our estimator trained for about ``train_seconds`` on the fresh-pair stream."""
-    est = mnist_estimator(False, seed, verbose=0)
+    # The MLP, not the benchmark's convolutional default: OTT's MetaInitializer trains the same
+    # network, so the comparison is of the training, not of the architectures.
+    est = mnist_estimator(False, seed, verbose=0).set_params(
+        model=None, hidden_layer_sizes=(512, 512, 512))
     if "hidden" in settings:
         est.set_params(hidden_layer_sizes=settings["hidden"], batch_size=settings["batch_size"],
                        unroll_steps=0)

@@ -8,6 +8,8 @@ Usage::
         # learning curves (error after one update, iterations) at checkpoints of training;
         # the trained models stay in runs/ and the tables above can evaluate them:
     python benchmarks/bench_meta_sinkhorn.py --problems sphere --model runs/curve_sphere_default.pkl
+    python benchmarks/bench_meta_sinkhorn.py --curve --networks --problems mnist --seconds 360
+        # the MLP and the convolutional network (model="conv") at equal training seconds
     python benchmarks/bench_meta_sinkhorn.py --problems mnist --budget-steps 18000 --state-dir runs
         # one model trained with a full cosine schedule (what a user with a budget does);
         # then --problems mnist --model runs/budget_mnist.pkl --final measures it
@@ -52,6 +54,9 @@ def main() -> None:
                         help="training seconds per curve (default: %(default)s)")
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="where curves save their state (resumed when present) and models")
+    parser.add_argument("--networks", action="store_true",
+                        help="with --curve: the MLP (3 x 512) and model='conv' (GridUNet) "
+                             "side by side, written as bench_meta_networks_<problems>")
     parser.add_argument("--final", action="store_true",
                         help="with --model: iterations and time to 1e-2 and 1e-3 of all held-out "
                              "pairs solved together (cheaper than the batch-1 tables)")
@@ -86,11 +91,13 @@ def main() -> None:
         parser.error("--smoke goes with --peers")
     if args.curve:
         suffix = "_".join(args.problems) + ("_quick" if args.quick else "")
+        kind = "networks" if args.networks else "curves"
         payload = meta_curves.run(tuple(args.problems), seconds=args.seconds, quick=args.quick,
                                   seed=args.seed, state_dir=args.state_dir,
-                                  figure=args.out / f"meta_curves_{suffix}.png")
+                                  configs=meta_curves.NETWORKS if args.networks else None,
+                                  figure=args.out / f"meta_{kind}_{suffix}.png")
         payload.pop("estimators")
-        write_results(f"bench_meta_curves_{suffix}", payload, payload["table"], args.out)
+        write_results(f"bench_meta_{kind}_{suffix}", payload, payload["table"], args.out)
         print(payload["table"])
         return
     if args.checkpoints is not None:

@@ -291,8 +291,10 @@ def test_model_parameter_trains_the_users_network(digits_split):
     assert f.shape == (40, 64) and np.isfinite(g[np.asarray(test.b) > 0]).all()
     assert bool(torch.any(est.model_[-1].weight != 0))  # it trained
     assert pickle.loads(pickle.dumps(est)).predict_potentials(test)[0].shape == f.shape
-    with pytest.raises(TypeError, match="model must be a callable"):
+    with pytest.raises(ValueError, match="model='mlp'"):
         MetaSinkhornTransport(**params, model="mlp").fit(train[:8])
+    with pytest.raises(TypeError, match="model must be None, 'conv' or a callable"):
+        MetaSinkhornTransport(**params, model=3).fit(train[:8])
     with pytest.raises(TypeError, match="not a torch.nn.Module"):
         MetaSinkhornTransport(**params, model=lambda n, m: "net").fit(train[:8])
 

@@ -13,12 +13,14 @@ from skmetaot import MetaSinkhornTransport, pairs_from_images
 from skmetaot.amortize import error_after_update, unrolled_marginal_error
 from skmetaot.amortize.features import INPUTS, first_sinkhorn_step, pair_features
 from skmetaot.datasets import (
+    make_mnist_pairs,
     make_sphere_supply_demand,
     mnist_pair_sampler,
     sphere_supply_demand_sampler,
     sphere_weights,
 )
 from skmetaot.geometry import DenseGeometry
+from skmetaot.nn import GridUNet
 from skmetaot.sampling import WeightSampler
 from skmetaot.solvers.sinkhorn import solve_batch
 
@@ -145,13 +147,47 @@ def test_new_default_learns_faster_than_the_paper_inputs_at_equal_steps():
     old = MetaSinkhornTransport(**common, inputs="histograms", baseline=None).fit(train)
     assert (new.inputs, new.baseline) == ("pooled", "sinkhorn")
 
-    def after_one_update(est):
-        pairs = est._validate_pairs(test, fitting=False)
-        geometry = est._geometry(pairs)
-        f = est._predict_f(pairs, geometry=geometry)
-        return float(unrolled_marginal_error(geometry, f, pairs.a, pairs.b, 1).median())
+    assert _error_after_one_update(new, test) < 0.8 * _error_after_one_update(old, test)
 
-    assert after_one_update(new) < 0.8 * after_one_update(old)
+
+def _error_after_one_update(est, test):
+    """Median L1 marginal error after one Sinkhorn update from the prediction."""
+    pairs = est._validate_pairs(test, fitting=False)
+    geometry = est._geometry(pairs)
+    f = est._predict_f(pairs, geometry=geometry)
+    return float(unrolled_marginal_error(geometry, f, pairs.a, pairs.b, 1).median())
+
+
+def test_convolutional_model_learns_more_per_step_than_the_mlp_on_images():
+    # model="conv" (a U-Net over the image grid) against the benchmark's former 3 x 512 MLP:
+    # same inputs, baseline, steps and fresh MNIST pairs. On 8 x 8 digits the two are level;
+    # on 28 x 28 images the ratio after 120 steps is 0.77 (seed 0) and 0.60 (seed 1).
+    test = make_mnist_pairs(40, split="test", random_state=1, dtype="float32")
+    common = dict(max_iter=120, batch_size=32, device="cpu", random_state=0, unroll_steps=3)
+    conv = MetaSinkhornTransport(**common, model="conv").fit(
+        mnist_pair_sampler(32, split="train", random_state=0))
+    mlp = MetaSinkhornTransport(**common, hidden_layer_sizes=(512, 512, 512)).fit(
+        mnist_pair_sampler(32, split="train", random_state=0))
+    assert isinstance(conv.model_, GridUNet) and conv.model_.grid_shape == (28, 28)
+    assert _error_after_one_update(conv, test) < 0.85 * _error_after_one_update(mlp, test)
+    f, _ = conv.predict_potentials(test)
+    assert np.isfinite(f[np.asarray(test.a) > 0]).all()
+    assert np.all(np.isneginf(f[np.asarray(test.a) == 0]))
+
+
+def test_convolutional_model_needs_an_image_grid():
+    sphere = make_sphere_supply_demand(2, n_supply=10, n_demand=20, random_state=0)
+    with pytest.raises(ValueError, match="model='conv' needs source histograms on a 2-D grid"):
+        MetaSinkhornTransport(model="conv", max_iter=1, device="cpu").fit(sphere)
+    with pytest.raises(ValueError, match="not a square grid"):
+        GridUNet(2 * 30, 30)
+    with pytest.raises(ValueError, match="at least 4 x 4"):
+        GridUNet(2 * 12, 12, grid_shape=(3, 4))
+    with pytest.raises(ValueError, match="whole number of channels"):
+        GridUNet(50, 16)
+    net = GridUNet(2 * 30, 30, grid_shape=(5, 6))
+    assert net(torch.rand(4, 60)).shape == (4, 30)
+    assert torch.count_nonzero(net(torch.rand(4, 60))) == 0  # starts at the baseline
 
 
 @settings(max_examples=25, deadline=None)

@@ -43,6 +43,11 @@ REFERENCE_CURVES = {
 }
 
 
+#: The networks ``--curve --networks`` compares (estimator overrides by label).
+NETWORKS = {"mlp": {"model": None, "hidden_layer_sizes": (512, 512, 512)},
+            "conv": {"model": "conv"}}
+
+
 def problem(name: str, *, quick: bool = False, seed: int = 0, **overrides: Any):
     """(estimator, endless stream of fresh training batches, held-out pairs) of a problem.
 

@@ -82,10 +82,10 @@ def mnist_estimator(quick: bool, random_state: int = 0, verbose: int = 1):
         return MetaSinkhornTransport(hidden_layer_sizes=(512, 512), max_iter=400,
                                      batch_size=64, inputs="pooled", baseline="sinkhorn",
                                      device="cpu", random_state=random_state, verbose=verbose)
-    # 512 wide: as few iterations as 1024 wide (7 vs 8 to 1e-2), at a third of the forward pass.
-    return MetaSinkhornTransport(hidden_layer_sizes=(512, 512, 512), max_iter=3000,
-                                 batch_size=128, unroll_steps=3, inputs="pooled",
-                                 baseline="sinkhorn", device="cpu",
+    # A U-Net over the image grid (skmetaot.nn.GridUNet): err1 0.040 after 151 training seconds,
+    # which a 3 x 512 MLP (the previous default) had not reached after 2,300 (0.047).
+    return MetaSinkhornTransport(model="conv", max_iter=3000, batch_size=128, unroll_steps=3,
+                                 inputs="pooled", baseline="sinkhorn", device="cpu",
                                  random_state=random_state, verbose=verbose)
 
 

@@ -15,7 +15,7 @@ import torch
 from skmetaot.amortize import TrainingHistory, entropic_dual_value, unrolled_marginal_error
 from skmetaot.geometry import DenseGeometry
 from skmetaot.measures import HistogramPairs
-from skmetaot.nn import MLP
+from skmetaot.nn import MLP, GridUNet
 from skmetaot.sampling import RandomBatches, concat_histograms, histogram_batch
 
 
@@ -29,7 +29,15 @@ class PotentialTraining:
         n_features = {"histograms": self.n_source_ + self.n_target_,
                       "pooled": 2 * self.n_source_,
                       "pooled+histograms": 2 * self.n_source_ + self.n_target_}[self.inputs]
-        if self.model is not None:
+        if self.model == "conv":
+            if pairs.grid_x is None or len(pairs.grid_x) != 2:
+                raise ValueError("model='conv' needs source histograms on a 2-D grid (images); "
+                                 f"the source support of these pairs, shape "
+                                 f"{tuple(pairs.x.shape)}, is not one")
+            self.model_ = GridUNet(n_features, self.n_source_,
+                                      grid_shape=[len(axis) for axis in pairs.grid_x]
+                                      ).to(self._device_, self._dtype_)
+        elif self.model is not None:
             network = self.model(n_features, self.n_source_)
             if not isinstance(network, torch.nn.Module):
                 raise TypeError(f"model({n_features}, {self.n_source_}) returned a "
