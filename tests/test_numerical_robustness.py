@@ -327,14 +327,17 @@ def test_meta_sinkhorn_training_loss_stays_finite(problem: dict, unroll: int,
     _assert_plans_are_sane(est.predict_plan(pairs))
 
 
-@pytest.mark.parametrize("baseline", [None, "gaussian"])
-def test_meta_sinkhorn_training_on_mnist_float32_tiny_epsilon(baseline: str | None) -> None:
+@pytest.mark.parametrize("baseline, model", [(None, None), ("gaussian", None),
+                                             ("sinkhorn", "conv")])
+def test_meta_sinkhorn_training_on_mnist_float32_tiny_epsilon(baseline: str | None,
+                                                               model: str | None) -> None:
     # The grid kernel under autograd at eps = 1e-4 in float32, zero pixels everywhere, with the
-    # unrolled Sinkhorn term differentiating through -inf potentials on those pixels.
+    # unrolled Sinkhorn term differentiating through -inf potentials on those pixels (and, for
+    # the U-Net, through its convolutions over those pixels' features).
     images_a, images_b = _mnist_images(6)
     pairs = pairs_from_images(images_a, images_b)
     est = MetaSinkhornTransport(
-        epsilon=MNIST_EPSILON, hidden_layer_sizes=(8,), max_iter=4, batch_size=4,
+        epsilon=MNIST_EPSILON, hidden_layer_sizes=(8,), model=model, max_iter=4, batch_size=4,
         unroll_steps=3, baseline=baseline, dtype="float32", device="cpu", random_state=0,
     ).fit(pairs)
     losses = np.asarray(est.history_["loss"])
