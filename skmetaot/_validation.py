@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 
@@ -76,3 +77,65 @@ def check_positive_float(value: Any, name: str) -> float:
     if not (real and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
     return float(value)
+
+
+def check_non_negative_float(value: Any, name: str) -> float:
+    """Return ``value`` as a float if it is a finite real number >= 0, else raise naming ``name``.
+
+    Parameters and errors as :func:`check_positive_float`, with 0 allowed
+    (``"{name} must be a finite non-negative number, got {value!r}"``).
+    """
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (real and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+# -- rules: checks declared as data (an estimator's ``_parameter_rules``) ---------------------
+#: A rule takes ``(value, name)`` and raises a ValueError or TypeError naming ``name``.
+Rule = Callable[[Any, str], Any]
+
+
+def one_of(choices: Iterable[Any] | Callable[[], Iterable[Any]], hint: str = "") -> Rule:
+    """A rule accepting the values in ``choices``, with ``hint`` appended to its error.
+
+    ``choices`` may be a callable, read at check time (a registry that grows).
+
+    Examples
+    --------
+    >>> one_of(("cosine", "constant"))("linear", "learning_rate_schedule")
+    Traceback (most recent call last):
+    ...
+    ValueError: learning_rate_schedule='linear' is not one of 'cosine', 'constant'
+    """
+    def rule(value: Any, name: str) -> Any:
+        allowed = tuple(choices() if callable(choices) else choices)
+        if not any(value is choice or (isinstance(choice, str) and isinstance(value, str)
+                                          and value == choice)
+                   for choice in allowed):
+            raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}"
+                             + (f" {hint}" if hint else ""))
+        return value
+    return rule
+
+
+def optional(rule: Rule) -> Rule:
+    """A rule accepting None and whatever ``rule`` accepts."""
+    def checked(value: Any, name: str) -> Any:
+        return None if value is None else rule(value, name)
+    return checked
+
+
+def layer_sizes(*, non_empty: bool) -> Rule:
+    """A rule accepting sequences of positive integers (at least one when ``non_empty``)."""
+    def rule(value: Any, name: str) -> tuple[int, ...]:
+        if not (isinstance(value, Sequence) and not isinstance(value, str)
+                and (len(value) > 0 or not non_empty) and all(map(_is_positive_int, value))):
+            kind = "a non-empty sequence" if non_empty else "a sequence"
+            raise ValueError(f"{name} must be {kind} of positive integers, got {value!r}")
+        return tuple(int(w) for w in value)
+    return rule
+
+
+def _is_positive_int(value: Any) -> bool:
+    return _is_integer(value) and value > 0

@@ -354,3 +354,40 @@ def test_grid_search_selects_the_trained_meta_icnn_model():
     scores = search.cv_results_["mean_test_score"]
     assert np.all(np.isfinite(scores)) and scores[1] > scores[0]
     assert search.best_params_ == {"learning_rate": 3e-3}
+
+
+def test_parameter_rules_are_declared_once_and_cover_every_checked_parameter():
+    # The template of issue 19: a parameter shared by several estimators is declared in the
+    # class they share, and every estimator's rules name only its own constructor parameters.
+    from skmetaot import MetaICNNTransport, MetaSinkhornCloudTransport, NeuralW2Transport
+    from skmetaot.estimators._base import BaseOTEstimator
+    from skmetaot.estimators._refinement import WarmStartRefinement
+
+    shared = set(BaseOTEstimator._parameter_rules) | set(WarmStartRefinement._parameter_rules)
+    for cls in (MetaSinkhornTransport, MetaSinkhornCloudTransport, MetaICNNTransport,
+                NeuralW2Transport):
+        own = set(vars(cls).get("_parameter_rules", {}))
+        assert not own & set(BaseOTEstimator._parameter_rules), cls.__name__
+        if issubclass(cls, WarmStartRefinement):
+            assert not own & set(WarmStartRefinement._parameter_rules), cls.__name__
+        assert set(cls._all_parameter_rules()) <= set(cls().get_params()), cls.__name__
+    assert {"epsilon", "tol", "cost", "max_iter"} <= shared
+    for cls in (MetaSinkhornTransport, MetaSinkhornCloudTransport):
+        with pytest.raises(ValueError, match="learning_rate_schedule='linear' is not one of"):
+            cls(learning_rate_schedule="linear")._check_params()
+        with pytest.raises(ValueError, match="epsilon must be a finite positive number"):
+            cls(epsilon=-1.0)._check_params()
+
+
+def test_rules_of_the_validation_module():
+    from skmetaot._validation import layer_sizes, one_of, optional
+
+    assert one_of(lambda: ("a", None))(None, "x") is None
+    with pytest.raises(ValueError, match=r"x='b' is not one of 'a', None \(a hint\)"):
+        one_of(("a", None), hint="(a hint)")("b", "x")
+    assert layer_sizes(non_empty=False)([], "sizes") == ()
+    assert layer_sizes(non_empty=True)([np.int64(3), 4], "sizes") == (3, 4)
+    for bad in ([], [0], "12", [True], 3):
+        with pytest.raises(ValueError, match="sizes must be a non-empty sequence"):
+            layer_sizes(non_empty=True)(bad, "sizes")
+    assert optional(layer_sizes(non_empty=True))(None, "sizes") is None

@@ -8,14 +8,14 @@ import itertools
 import os
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from sklearn.base import BaseEstimator
 
 from skmetaot import distributed
 from skmetaot._backend import resolve_device, resolve_dtype
-from skmetaot._validation import check_positive_int
+from skmetaot._validation import Rule, check_positive_int
 from skmetaot.amortize.training import train
 from skmetaot.estimators._checkpoint import (
     CheckpointFile,
@@ -36,6 +36,29 @@ class BaseOTEstimator(BaseEstimator):
     state to the CPU, so a model fitted on CUDA loads on a machine without a GPU; on load it goes
     back to the estimator's ``device`` when that device exists (else it stays on the CPU).
     """
+
+    #: Parameter name -> rule (:mod:`skmetaot._validation`). The rules of every class along the
+    #: hierarchy are merged, so a parameter shared by several estimators is declared once, in
+    #: the class they share (here: the training loop's two counts).
+    _parameter_rules: ClassVar[dict[str, Rule]] = {
+        "max_iter": check_positive_int, "batch_size": check_positive_int}
+
+    @classmethod
+    def _all_parameter_rules(cls) -> dict[str, Rule]:
+        rules: dict[str, Rule] = {}
+        for klass in reversed(cls.__mro__):
+            rules.update(vars(klass).get("_parameter_rules", {}))
+        return rules
+
+    def _check_params(self) -> None:
+        """Check every declared parameter, the checkpoint options, then the estimator's own."""
+        for name, rule in self._all_parameter_rules().items():
+            rule(getattr(self, name), name)
+        self._check_checkpoint_params()
+        self._check_own_params()
+
+    def _check_own_params(self) -> None:
+        """Checks that relate several parameters, or say more than a rule can (none here)."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

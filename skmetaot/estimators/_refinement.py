@@ -9,8 +9,16 @@ and return POT ``OTResult`` objects, or the solver's tensors from :meth:`refine_
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
+from skmetaot._validation import (
+    Rule,
+    check_non_negative_int,
+    check_positive_float,
+    check_positive_int,
+    one_of,
+)
+from skmetaot.costs import get_cost
 from skmetaot.pot import otresults_from_state
 from skmetaot.solvers.entropic import _check_scalars, solve_pairs
 from skmetaot.solvers.initializers import refine_start
@@ -24,6 +32,15 @@ class WarmStartRefinement:
     the estimator provides ``_fitted_pairs(pairs)`` (its validated pairs, once fitted) and
     ``_refine_batches(pairs, batch_size)`` (the index groups solved together).
     """
+
+    #: The parameters both entropic meta estimators share: the problem, the refinement and the
+    #: training schedule (merged into the estimator's rules by ``BaseOTEstimator``).
+    _parameter_rules: ClassVar[dict[str, Rule]] = {
+        "epsilon": check_positive_float, "cost": lambda value, name: get_cost(value),
+        "tol": check_positive_float, "refine_max_iter": check_positive_int,
+        "learning_rate": check_positive_float, "unroll_steps": check_non_negative_int,
+        "learning_rate_schedule": one_of(("cosine", "constant"))}
+
 
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
                init: str = "meta", *, batch_size: int | None = None) -> list:

@@ -9,10 +9,13 @@ from typing import Any
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
+from skmetaot._validation import (
+    check_positive_int,
+    one_of,
+)
 from skmetaot.amortize import TrainingHistory, entropic_dual_value, unrolled_marginal_error
 from skmetaot.amortize.cloud_features import N_ATOM_FEATURES, cloud_features
-from skmetaot.costs import CostSpec, get_cost, pairwise_cost
+from skmetaot.costs import CostSpec, pairwise_cost
 from skmetaot.estimators._base import BaseOTEstimator
 from skmetaot.estimators._refinement import WarmStartRefinement
 from skmetaot.geometry import DenseGeometry
@@ -158,24 +161,12 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
         self.checkpoint_every = checkpoint_every
 
     # -- validation ---------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        check_positive_float(self.epsilon, "epsilon")
-        check_positive_float(self.learning_rate, "learning_rate")
-        check_positive_float(self.tol, "tol")
-        for name in ("width", "n_layers", "n_heads", "batch_size", "max_iter",
-                     "refine_max_iter"):
-            check_positive_int(getattr(self, name), name)
-        check_non_negative_int(self.unroll_steps, "unroll_steps")
-        self._check_checkpoint_params()
-        get_cost(self.cost)
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder={self.encoder!r} is not one of {ENCODERS}")
-        if self.baseline not in BASELINES:
-            raise ValueError(f"baseline={self.baseline!r} is not one of 'sinkhorn', "
-                             "'gaussian', None")
-        if self.learning_rate_schedule not in ("cosine", "constant"):
-            raise ValueError(f"learning_rate_schedule={self.learning_rate_schedule!r} is not "
-                             "one of 'cosine', 'constant'")
+    _parameter_rules = {
+        "width": check_positive_int, "n_layers": check_positive_int,
+        "n_heads": check_positive_int, "encoder": one_of(ENCODERS),
+        "baseline": one_of(BASELINES)}
+
+    def _check_own_params(self) -> None:
         if self.encoder == "attention" and self.width % self.n_heads:
             raise ValueError(f"width={self.width} must be a multiple of n_heads={self.n_heads}")
 

@@ -10,7 +10,14 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
+from skmetaot._validation import (
+    check_non_negative_float,
+    check_non_negative_int,
+    check_positive_float,
+    check_positive_int,
+    layer_sizes,
+    one_of,
+)
 from skmetaot.amortize.w2gn import refine_w2gn
 from skmetaot.estimators._base import BaseOTEstimator
 from skmetaot.estimators._meta_icnn_pairs import PairPredictions
@@ -180,28 +187,18 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         self.checkpoint_every = checkpoint_every
 
     # -- validation ---------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.encoder != "auto" and self.encoder not in ENCODERS:
-            raise ValueError(f"encoder={self.encoder!r} is not one of "
-                             f"{('auto', *ENCODERS)} (skmetaot.nn.register_encoder adds one)")
-        if self.baseline not in BASELINES:
-            raise ValueError(f"baseline={self.baseline!r} is not one of {BASELINES}")
-        for name in ("encoder_features", "batch_size", "n_samples", "max_iter",
-                     "refine_max_iter"):
-            check_positive_int(getattr(self, name), name)
-        check_non_negative_int(self.pretrain_iter, "pretrain_iter")
-        self._check_checkpoint_params()
-        for name in ("learning_rate", "refine_learning_rate"):
-            check_positive_float(getattr(self, name), name)
-        if not (isinstance(self.cycle_weight, (int, float)) and self.cycle_weight >= 0):
-            raise ValueError(f"cycle_weight must be a non-negative number, got "
-                             f"{self.cycle_weight!r}")
-        for name in ("icnn_hidden_sizes", "hidden_layer_sizes"):
-            sizes = getattr(self, name)
-            if not (isinstance(sizes, Sequence) and len(sizes) > 0 and all(
-                    isinstance(w, (int, np.integer)) and w > 0 for w in sizes)):
-                raise ValueError(f"{name} must be a non-empty sequence of positive integers, "
-                                 f"got {sizes!r}")
+    # cycle_weight may be 0 here (W2GN's dual alone trains both potentials), unlike in
+    # NeuralW2Transport's cycle amortization, where it is the conjugate's only signal.
+    _parameter_rules = {
+        "encoder": one_of(lambda: ("auto", *ENCODERS),
+                          hint="(skmetaot.nn.register_encoder adds one)"),
+        "baseline": one_of(BASELINES), "encoder_features": check_positive_int,
+        "n_samples": check_positive_int, "refine_max_iter": check_positive_int,
+        "pretrain_iter": check_non_negative_int, "learning_rate": check_positive_float,
+        "refine_learning_rate": check_positive_float,
+        "cycle_weight": check_non_negative_float,
+        "icnn_hidden_sizes": layer_sizes(non_empty=True),
+        "hidden_layer_sizes": layer_sizes(non_empty=True)}
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, pairs: Any, y: None = None) -> MetaICNNTransport:

@@ -6,16 +6,20 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
+from skmetaot._validation import (
+    check_positive_int,
+    layer_sizes,
+    one_of,
+    optional,
+)
 from skmetaot.amortize import (
     entropic_dual_value,
 )
 from skmetaot.amortize.features import INPUTS, pair_features
-from skmetaot.costs import CostSpec, get_cost
+from skmetaot.costs import CostSpec
 from skmetaot.estimators._base import BaseOTEstimator
 from skmetaot.estimators._meta_sinkhorn_training import PotentialTraining
 from skmetaot.estimators._refinement import WarmStartRefinement
@@ -214,39 +218,21 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         self.model = model
 
     # -- validation ---------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        check_positive_float(self.epsilon, "epsilon")
-        check_positive_float(self.learning_rate, "learning_rate")
-        check_positive_float(self.tol, "tol")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.max_iter, "max_iter")
-        check_positive_int(self.refine_max_iter, "refine_max_iter")
-        check_non_negative_int(self.unroll_steps, "unroll_steps")
-        if self.target_sample_size is not None:
-            check_positive_int(self.target_sample_size, "target_sample_size")
-            if self.unroll_steps:
-                raise ValueError("target_sample_size needs unroll_steps=0: the unrolled "
-                                 "marginal error involves every target atom")
-        self._check_checkpoint_params()
-        get_cost(self.cost)
-        if self.baseline not in (None, "gaussian", "sinkhorn"):
-            raise ValueError(f"baseline={self.baseline!r} is not one of 'sinkhorn', 'gaussian', "
-                             "None")
-        if self.learning_rate_schedule not in ("cosine", "constant"):
-            raise ValueError(f"learning_rate_schedule={self.learning_rate_schedule!r} is not "
-                             "one of 'cosine', 'constant'")
-        if self.inputs not in INPUTS:
-            raise ValueError(f"inputs={self.inputs!r} is not one of "
-                             f"{', '.join(map(repr, INPUTS))}")
+    _parameter_rules = {
+        "hidden_layer_sizes": layer_sizes(non_empty=False),
+        "baseline": one_of(("sinkhorn", "gaussian", None)), "inputs": one_of(INPUTS),
+        "target_sample_size": optional(check_positive_int)}
+
+    def _check_own_params(self) -> None:
+        if self.target_sample_size is not None and self.unroll_steps:
+            raise ValueError("target_sample_size needs unroll_steps=0: the unrolled "
+                             "marginal error involves every target atom")
         if isinstance(self.model, str):
             if self.model != "conv":
                 raise ValueError(f"model={self.model!r} is not 'conv', None or a callable")
         elif self.model is not None and not callable(self.model):
             raise TypeError(f"model must be None, 'conv' or a callable (n_features, n_source) "
                             f"-> torch.nn.Module, got {type(self.model).__name__}")
-        if not all(isinstance(w, (int, np.integer)) and w > 0 for w in self.hidden_layer_sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive integers, got "
-                             f"{self.hidden_layer_sizes!r}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got "
                              f"{self.validation_fraction!r}")

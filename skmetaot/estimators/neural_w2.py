@@ -11,7 +11,15 @@ import torch
 from sklearn.base import OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from skmetaot._validation import check_non_negative_int, check_positive_float, check_positive_int
+from skmetaot._validation import (
+    check_non_negative_float,
+    check_non_negative_int,
+    check_positive_float,
+    check_positive_int,
+    layer_sizes,
+    one_of,
+    optional,
+)
 from skmetaot.amortize.w2_losses import AMORTIZATIONS, CONJUGATE_SOLVERS
 from skmetaot.estimators._base import BaseOTEstimator
 from skmetaot.estimators._domain_check import DomainMoments
@@ -231,32 +239,18 @@ class NeuralW2Transport(W2Inputs, W2Training, OneToOneFeatureMixin, TransformerM
         self.checkpoint_every = checkpoint_every
 
     # -- validation ---------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.potential not in POTENTIALS:
-            raise ValueError(f"potential={self.potential!r} is not one of {POTENTIALS}")
-        if self.quadratic not in QUADRATIC_TERMS:
-            raise ValueError(f"quadratic={self.quadratic!r} is not one of {QUADRATIC_TERMS}")
-        if self.conjugate not in CONJUGATE_SOLVERS:
-            raise ValueError(f"conjugate={self.conjugate!r} is not one of {CONJUGATE_SOLVERS}")
-        if self.amortization not in AMORTIZATIONS:
-            raise ValueError(f"amortization={self.amortization!r} is not one of {AMORTIZATIONS}")
+    _parameter_rules = {
+        "potential": one_of(POTENTIALS), "quadratic": one_of(QUADRATIC_TERMS),
+        "conjugate": one_of(CONJUGATE_SOLVERS), "amortization": one_of(AMORTIZATIONS),
+        "conjugate_max_iter": check_positive_int, "conjugate_tol": check_positive_float,
+        "cycle_weight": check_positive_float, "learning_rate": optional(check_positive_float),
+        "pretrain_iter": check_non_negative_int, "weight_decay": check_non_negative_float,
+        "hidden_layer_sizes": optional(layer_sizes(non_empty=False))}
+
+    def _check_own_params(self) -> None:
         if self.amortization == "regression" and self.conjugate is None:
             raise ValueError("amortization='regression' needs a conjugate solver "
                              "(conjugate='lbfgs' or 'adam')")
-        for name in ("max_iter", "batch_size", "conjugate_max_iter"):
-            check_positive_int(getattr(self, name), name)
-        for name in ("conjugate_tol", "cycle_weight"):
-            check_positive_float(getattr(self, name), name)
-        if self.learning_rate is not None:
-            check_positive_float(self.learning_rate, "learning_rate")
-        check_non_negative_int(self.pretrain_iter, "pretrain_iter")
-        self._check_checkpoint_params()
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.hidden_layer_sizes is not None and not all(
-                isinstance(w, (int, np.integer)) and w > 0 for w in self.hidden_layer_sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive integers, got "
-                             f"{self.hidden_layer_sizes!r}")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
