@@ -99,7 +99,9 @@ Rule = Callable[[Any, str], Any]
 def one_of(choices: Iterable[Any] | Callable[[], Iterable[Any]], hint: str = "") -> Rule:
     """A rule accepting the values in ``choices``, with ``hint`` appended to its error.
 
-    ``choices`` may be a callable, read at check time (a registry that grows).
+    ``choices`` may be a callable, read at check time (a registry that grows). Strings match
+    by equality, other choices (None, sentinels) by identity, so that an array or a number
+    given where a name is expected never compares element-wise or as equal to ``True``.
 
     Examples
     --------
