@@ -27,7 +27,7 @@ import _peers
 import numpy as np
 import torch
 from harness.common import machine_info, markdown_table
-from harness.meta_sinkhorn import mnist_estimator
+from harness.meta_sinkhorn import MNIST_MLP, mnist_estimator
 from sklearn.base import clone
 
 from skmetaot import sinkhorn
@@ -57,8 +57,7 @@ def train_ours(settings: dict, seed: int, device: str):
     """Our estimator trained for about ``train_seconds`` on the fresh-pair stream."""
     # The MLP, not the benchmark's convolutional default: OTT's MetaInitializer trains the same
     # network, so the comparison is of the training, not of the architectures.
-    est = mnist_estimator(False, seed, verbose=0).set_params(
-        model=None, hidden_layer_sizes=(512, 512, 512))
+    est = mnist_estimator(False, seed, verbose=0).set_params(**MNIST_MLP)
     if "hidden" in settings:
         est.set_params(hidden_layer_sizes=settings["hidden"], batch_size=settings["batch_size"],
                        unroll_steps=0)

@@ -73,10 +73,7 @@ def check_positive_float(value: Any, name: str) -> float:
     ValueError
         ``"{name} must be a finite positive number, got {value!r}"``.
     """
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (real and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return float(value)
+    return _check_real(value, name, positive=True)
 
 
 def check_non_negative_float(value: Any, name: str) -> float:
@@ -85,9 +82,14 @@ def check_non_negative_float(value: Any, name: str) -> float:
     Parameters and errors as :func:`check_positive_float`, with 0 allowed
     (``"{name} must be a finite non-negative number, got {value!r}"``).
     """
+    return _check_real(value, name, positive=False)
+
+
+def _check_real(value: Any, name: str, *, positive: bool) -> float:
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (real and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    if not (real and math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
     return float(value)
 
 

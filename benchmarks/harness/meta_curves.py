@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.meta_sinkhorn import mnist_estimator, sphere_estimator
+from harness.meta_sinkhorn import MNIST_MLP, mnist_estimator, sphere_estimator
 from skmetaot.amortize import error_after_update, unrolled_marginal_error
 from skmetaot.datasets import (
     make_mnist_pairs,
@@ -44,8 +44,7 @@ REFERENCE_CURVES = {
 
 
 #: The networks ``--curve --networks`` compares (estimator overrides by label).
-NETWORKS = {"mlp": {"model": None, "hidden_layer_sizes": (512, 512, 512)},
-            "conv": {"model": "conv"}}
+NETWORKS = {"mlp": MNIST_MLP, "conv": {"model": "conv"}}
 
 
 def problem(name: str, *, quick: bool = False, seed: int = 0, **overrides: Any):

@@ -76,6 +76,10 @@ def digits_ood_pairs(n_pairs: int, random_state: int = 0) -> HistogramPairs:
     return pairs_from_images(big[first].numpy(), big[second].numpy())
 
 
+#: The MNIST network before ``model="conv"`` (the peer comparison's, which OTT trains too).
+MNIST_MLP = {"model": None, "hidden_layer_sizes": (512, 512, 512)}
+
+
 def mnist_estimator(quick: bool, random_state: int = 0, verbose: int = 1):
     """The CPU-sized MNIST schedule of the benchmark and of the main job."""
     if quick:

@@ -35,8 +35,8 @@ class PotentialTraining:
                                  f"the source support of these pairs, shape "
                                  f"{tuple(pairs.x.shape)}, is not one")
             self.model_ = GridUNet(n_features, self.n_source_,
-                                      grid_shape=[len(axis) for axis in pairs.grid_x]
-                                      ).to(self._device_, self._dtype_)
+                                   grid_shape=[len(axis) for axis in pairs.grid_x]
+                                   ).to(self._device_, self._dtype_)
         elif self.model is not None:
             network = self.model(n_features, self.n_source_)
             if not isinstance(network, torch.nn.Module):
@@ -44,12 +44,10 @@ class PotentialTraining:
                                 f"{type(network).__name__}, not a torch.nn.Module")
             self.model_ = network.to(self._device_, self._dtype_)
         else:
-            self.model_ = MLP(n_features, tuple(self.hidden_layer_sizes),
-                              self.n_source_).to(self._device_, self._dtype_)
-        if self.baseline is not None and self.model is None:
-            # Start exactly at the baseline: training can then only move away from it.
-            torch.nn.init.zeros_(self.model_.layers[-1].weight)
-            torch.nn.init.zeros_(self.model_.layers[-1].bias)
+            # With a baseline, start exactly at it: training can then only move away from it.
+            self.model_ = MLP(n_features, tuple(self.hidden_layer_sizes), self.n_source_,
+                              zero_last=self.baseline is not None
+                              ).to(self._device_, self._dtype_)
         self.optimizer_ = None  # created on first use by _live_optimizer
         self.n_iter_ = 0
         self._history = TrainingHistory()

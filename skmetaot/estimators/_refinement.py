@@ -41,7 +41,6 @@ class WarmStartRefinement:
         "learning_rate": check_positive_float, "unroll_steps": check_non_negative_int,
         "learning_rate_schedule": one_of(("cosine", "constant"))}
 
-
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
                init: str = "meta", *, batch_size: int | None = None) -> list:
         """Solve each pair with log-domain Sinkhorn warm-started from the prediction.

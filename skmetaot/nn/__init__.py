@@ -17,6 +17,5 @@ from skmetaot.nn.potentials import MLPPotential, ResidualAmortizer, potential_gr
 
 __all__ = ["ICNN", "MLP", "CloudPotentialNet", "EncoderSpec", "FunctionalPotential",
            "GradientMap", "GridUNet", "ImageEncoder", "MLPPotential", "PairHypernetwork",
-           "ResidualAmortizer",
-           "SetEncoder", "WeightedCrossAttention", "get_activation", "moment_features",
-           "potential_gradient", "register_encoder"]
+           "ResidualAmortizer", "SetEncoder", "WeightedCrossAttention", "get_activation",
+           "moment_features", "potential_gradient", "register_encoder"]
