@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--networks", action="store_true",
                         help="with --curve: the MLP (3 x 512) and model='conv' (GridUNet) "
                              "side by side, written as bench_meta_networks_<problems>")
+    parser.add_argument("--only", nargs="+", default=None,
+                        choices=sorted(meta_curves.NETWORKS),
+                        help="with --networks: these networks only")
     parser.add_argument("--final", action="store_true",
                         help="with --model: iterations and time to 1e-2 and 1e-3 of all held-out "
                              "pairs solved together (cheaper than the batch-1 tables)")
@@ -90,11 +93,13 @@ def main() -> None:
     if args.smoke:
         parser.error("--smoke goes with --peers")
     if args.curve:
-        suffix = "_".join(args.problems) + ("_quick" if args.quick else "")
+        suffix = "_".join(args.problems + (args.only or [])) + ("_quick" if args.quick else "")
         kind = "networks" if args.networks else "curves"
         payload = meta_curves.run(tuple(args.problems), seconds=args.seconds, quick=args.quick,
                                   seed=args.seed, state_dir=args.state_dir,
-                                  configs=meta_curves.NETWORKS if args.networks else None,
+                                  configs=({k: v for k, v in meta_curves.NETWORKS.items()
+                                            if args.only is None or k in args.only}
+                                           if args.networks else None),
                                   figure=args.out / f"meta_{kind}_{suffix}.png")
         payload.pop("estimators")
         write_results(f"bench_meta_{kind}_{suffix}", payload, payload["table"], args.out)
