@@ -17,14 +17,9 @@ import torch.nn.functional as F
 
 from skmetaot._backend import ArrayKind, as_float_tensor, check_has_data, kind_of
 from skmetaot.datasets._color_images import image_to_measure
-from skmetaot.measures import (
-    MeasurePairs,
-    _check_support,
-    _check_weights,
-    _is_table,
-    _ndim,
-    as_points_array,
-)
+from skmetaot.measures import MeasurePairs, as_points_array
+from skmetaot.measures.inputs import is_table, ndim_of
+from skmetaot.measures.pairs import check_support, check_weights
 
 #: Side of the square to which images are area-resized for the image encoder.
 IMAGE_SIDE = 64
@@ -72,11 +67,11 @@ def _image_measure(value: Any, name: str) -> ContinuousMeasure:
 def _point_measure(value: Any, name: str) -> ContinuousMeasure:
     weights = None
     # (points, weights) when the first entry is a 2-D array: a list of two points has 1-D rows.
-    if isinstance(value, (tuple, list)) and len(value) == 2 and _ndim(value[0]) == 2:
+    if isinstance(value, (tuple, list)) and len(value) == 2 and ndim_of(value[0]) == 2:
         value, raw_weights = value
-        weights = _check_weights(as_float_tensor(raw_weights, f"{name} weights").double(),
+        weights = check_weights(as_float_tensor(raw_weights, f"{name} weights").double(),
                                  f"{name} weights")
-    points = _check_support(as_float_tensor(value, name), name)
+    points = check_support(as_float_tensor(value, name), name)
     if weights is not None and len(weights) != len(points):
         raise ValueError(f"{name} has {len(points)} points but {len(weights)} weights")
     if weights is not None and bool((weights == weights[0]).all()):
@@ -264,8 +259,8 @@ def _is_single_pair(data: Sequence[Any]) -> bool:
     if len(data) != 2:
         return False
     first = data[0]
-    if isinstance(first, (np.ndarray, torch.Tensor)) or _is_table(first):
-        return _ndim(first) in (2, 3)
+    if isinstance(first, (np.ndarray, torch.Tensor)) or is_table(first):
+        return ndim_of(first) in (2, 3)
     return (isinstance(first, (tuple, list)) and len(first) == 2
             and isinstance(first[0], (np.ndarray, torch.Tensor)) and np.ndim(first[0]) == 2
             and np.ndim(first[1]) == 1)

@@ -10,7 +10,7 @@ import torch
 
 from skmetaot._backend import as_float_tensor, kind_of
 from skmetaot.estimators._standardise import Standardisation
-from skmetaot.measures import _check_weights
+from skmetaot.measures.pairs import check_weights
 from skmetaot.nn.potentials import potential_gradient
 from skmetaot.solvers.conjugate import solve_conjugate
 
@@ -212,7 +212,7 @@ class TransportPotential:
             raise ValueError(f"the points weighted by {name} form an empty measure (no points)")
         if weights is None:
             return torch.full_like(values, 1 / len(values))
-        weights = _check_weights(as_float_tensor(weights, name, dtype=torch.float64,
+        weights = check_weights(as_float_tensor(weights, name, dtype=torch.float64,
                                                  device=torch.device("cpu")), name)
         if len(weights) != len(values):
             raise ValueError(f"{name} has {len(weights)} entries but there are {len(values)} "

@@ -1,18 +1,12 @@
-"""Pairs of discrete measures: the samples that meta estimators and batched solvers consume.
+"""The two containers of pairs of discrete measures, and joining them.
 
-Two containers:
-
-* :class:`~skmetaot.HistogramPairs`: N pairs of histograms on supports shared by all pairs
-  (images on a grid, supply/demand on fixed locations). Stored as (N, n) and (N, m) weight
-  matrices.
+* :class:`~skmetaot.HistogramPairs`: N pairs of histograms on supports shared by all pairs,
+  stored as (N, n) and (N, m) weight matrices;
 * :class:`~skmetaot.MeasurePairs`: N pairs of weighted point clouds, each with its own support
   and size.
 
-:func:`~skmetaot.as_pairs` turns every accepted input form into one of them, and
-:func:`~skmetaot.pairs_from_images` builds grid histograms from images.
-
-Weights are validated (finite, non-negative, positive total mass) and then **rescaled to sum to
-one**: the solvers compute balanced OT between probability measures. Zero weights are allowed.
+Weights are validated (finite, non-negative, positive total mass) and then rescaled to sum to
+one. What users pass is turned into these by :mod:`skmetaot.measures.inputs`.
 """
 
 from __future__ import annotations
@@ -26,11 +20,10 @@ import torch
 from skmetaot._backend import ArrayKind, as_float_tensor, kind_of
 from skmetaot.geometry import GridGeometry, detect_grid
 
-__all__ = ["MeasurePairs", "HistogramPairs", "pairs_from_images", "as_pairs", "as_points_array",
-           "concat_pairs", "image_grid"]
+__all__ = ["HistogramPairs", "MeasurePairs", "check_support", "check_weights", "concat_pairs"]
 
 
-def _check_weights(weights: torch.Tensor, name: str) -> torch.Tensor:
+def check_weights(weights: torch.Tensor, name: str) -> torch.Tensor:
     """Check one measure's weights and rescale them to sum to one."""
     if weights.ndim != 1:
         raise ValueError(
@@ -45,7 +38,8 @@ def _check_weights(weights: torch.Tensor, name: str) -> torch.Tensor:
     return weights / total
 
 
-def _check_support(points: torch.Tensor, name: str) -> torch.Tensor:
+def check_support(points: torch.Tensor, name: str) -> torch.Tensor:
+    """Check that one measure's support is a non-empty (n_points, dim) array, dim >= 1."""
     if points.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_points, dim), got shape {tuple(points.shape)}"
@@ -113,9 +107,9 @@ class MeasurePairs:
         self.b: list[torch.Tensor] = []
         dtype = _common_dtype([*x, *y])
         for k in range(len(x)):
-            xs = _check_support(as_float_tensor(x[k], f"pair {k}: source points", dtype=dtype),
+            xs = check_support(as_float_tensor(x[k], f"pair {k}: source points", dtype=dtype),
                                 f"pair {k}: source points")
-            ys = _check_support(as_float_tensor(y[k], f"pair {k}: target points", dtype=dtype),
+            ys = check_support(as_float_tensor(y[k], f"pair {k}: target points", dtype=dtype),
                                 f"pair {k}: target points")
             self.x.append(xs)
             self.y.append(ys.to(xs.device))
@@ -136,7 +130,7 @@ class MeasurePairs:
         if weights is None or weights[k] is None:
             return torch.full((n_points,), 1.0 / n_points, dtype=points.dtype, device=points.device)
         w = as_float_tensor(weights[k], name, dtype=points.dtype, device=points.device)
-        w = _check_weights(w, name)
+        w = check_weights(w, name)
         if w.shape[0] != n_points:
             raise ValueError(f"{name} has {w.shape[0]} entries but there are {n_points} points")
         return w
@@ -287,7 +281,7 @@ class HistogramPairs(MeasurePairs):
     def _support(self, points: Any, n_atoms: int, name: str) -> torch.Tensor:
         if points is None:
             return torch.linspace(0, 1, n_atoms, dtype=self.a.dtype, device=self.a.device)[:, None]
-        support = _check_support(
+        support = check_support(
             as_float_tensor(points, name, dtype=self.a.dtype, device=self.a.device), name
         )
         if support.shape[0] != n_atoms:
@@ -382,217 +376,6 @@ class HistogramPairs(MeasurePairs):
         return self.x, self.a[idx], self.y, self.b[idx]
 
 
-def image_grid(height: int, width: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Pixel centres of an ``height x width`` image as points of [0, 1]^2, in row-major order.
-
-    Parameters
-    ----------
-    height, width : int
-    dtype : torch.dtype, default=torch.float64
-
-    Returns
-    -------
-    torch.Tensor of shape (height * width, 2)
-
-    Examples
-    --------
-    >>> image_grid(2, 3).shape
-    torch.Size([6, 2])
-    """
-    rows = torch.linspace(0, 1, height, dtype=dtype)
-    cols = torch.linspace(0, 1, width, dtype=dtype)
-    return torch.cartesian_prod(rows, cols)
-
-
-def pairs_from_images(images_a: Any, images_b: Any) -> HistogramPairs:
-    """Histogram pairs from grayscale images on the pixel grid of [0, 1]^2.
-
-    Each image is flattened and normalised to sum to one; the support is
-    :func:`~skmetaot.measures.image_grid` (so solvers use the separable grid kernel for the
-    squared Euclidean cost).
-
-    Parameters
-    ----------
-    images_a, images_b : array-like of shape (N, H, W)
-        Non-negative intensities (any numeric dtype; uint8 images are fine).
-
-    Returns
-    -------
-    HistogramPairs
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> pairs = pairs_from_images(np.ones((2, 4, 4)), np.ones((2, 4, 4)))
-    >>> pairs.a.shape, pairs.grid_x is not None
-    (torch.Size([2, 16]), True)
-    """
-    kind = kind_of(images_a, images_b)
-    imgs_a = as_float_tensor(images_a, "images_a", finite=False)
-    imgs_b = as_float_tensor(images_b, "images_b", dtype=imgs_a.dtype, device=imgs_a.device,
-                             finite=False)
-    for name, imgs in (("images_a", imgs_a), ("images_b", imgs_b)):
-        if imgs.ndim != 3:
-            raise ValueError(f"{name} must have shape (N, H, W), got {tuple(imgs.shape)}")
-        bad = ~torch.isfinite(imgs.flatten(1)).all(dim=1)
-        if bool(bad.any()):
-            raise ValueError(f"pair {int(bad.nonzero()[0])}: {name} contains NaN or infinite "
-                             "values")
-    if imgs_a.shape[0] != imgs_b.shape[0]:
-        raise ValueError(
-            f"images_a has {imgs_a.shape[0]} images but images_b has {imgs_b.shape[0]}")
-    grid_a = image_grid(*imgs_a.shape[1:], dtype=imgs_a.dtype).to(imgs_a.device)
-    grid_b = image_grid(*imgs_b.shape[1:], dtype=imgs_a.dtype).to(imgs_a.device)
-    pairs = HistogramPairs(imgs_a.flatten(1), imgs_b.flatten(1), grid_a,
-                           None if imgs_a.shape[1:] == imgs_b.shape[1:] else grid_b)
-    pairs.kind = kind
-    return pairs
-
-
-def as_pairs(data: Any, *, allow_single: bool = True) -> MeasurePairs:
-    """Normalise any accepted input form into a :class:`MeasurePairs`.
-
-    Accepted forms:
-
-    1. a :class:`MeasurePairs` or :class:`HistogramPairs` (returned unchanged);
-    2. an array of image pairs of shape (N, 2, H, W) (grayscale intensities);
-    3. a sequence of pairs ``(Xs, Xt)`` of point clouds (uniform weights) or ``((Xs, a), (Xt, b))``
-       weighted ones, with sizes free to vary between pairs;
-    4. a single pair ``(Xs, Xt)`` or ``((Xs, a), (Xt, b))`` when ``allow_single`` is true.
-
-    Parameters
-    ----------
-    data : object
-        One of the forms above.
-    allow_single : bool, default=True
-        Whether a single pair is accepted (as a collection of one).
-
-    Returns
-    -------
-    MeasurePairs
-
-    Raises
-    ------
-    TypeError
-        If ``data`` is not one of the accepted forms, or holds object, string or complex arrays.
-    ValueError
-        If the values are invalid: NaN or inf, negative weights, zero total mass, empty measures,
-        mismatched dimensions, ragged lists, tensors on the ``meta`` device (no data). The
-        message names the pair index and the problem.
-
-    Notes
-    -----
-    Integer and boolean arrays are converted to float64; torch tensors on any device holding
-    data are accepted. Repeated (duplicate) support points are allowed.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> one = (rng.normal(size=(10, 2)), rng.normal(size=(12, 2)))
-    >>> len(as_pairs(one)), len(as_pairs([one, one]))
-    (1, 2)
-    """
-    if isinstance(data, MeasurePairs):
-        return data
-    if (isinstance(data, Sequence) and not isinstance(data, (str, bytes)) and len(data)
-            and all(isinstance(part, MeasurePairs) for part in data)):
-        return concat_pairs(data)  # e.g. what a splitter's list indexing makes of a collection
-    if isinstance(data, np.ndarray) and data.dtype == object:
-        raise TypeError("an object array cannot be read as measure pairs; pass a list of "
-                        "(Xs, Xt) pairs or a numeric (N, 2, H, W) array of images")
-    if isinstance(data, (np.ndarray, torch.Tensor)):
-        if data.ndim == 4 and data.shape[1] == 2:
-            return pairs_from_images(data[:, 0], data[:, 1])
-        raise ValueError(
-            "an array input must hold image pairs of shape (N, 2, H, W), got shape "
-            f"{tuple(data.shape)}; pass point clouds as a sequence of (Xs, Xt) pairs"
-        )
-    if isinstance(data, (str, bytes, dict)) or not isinstance(data, Sequence):
-        raise TypeError(
-            f"cannot interpret a {type(data).__name__} as measure pairs; pass a MeasurePairs, "
-            "an (N, 2, H, W) array of images or a sequence of (Xs, Xt) pairs"
-        )
-    if len(data) == 0:
-        raise ValueError("no pairs were given (empty collection)")
-    if _is_pair(data):
-        if not allow_single:
-            raise TypeError(
-                "a single pair (Xs, Xt) was given where a collection of pairs is needed")
-        data = [data]
-    for k, pair in enumerate(data):
-        if not _is_pair(pair):
-            raise TypeError(
-                f"pair {k}: expected (Xs, Xt) with 2-D point arrays or ((Xs, a), (Xt, b)), got "
-                f"{_describe(pair)}"
-            )
-    sources = [_split_measure(pair[0]) for pair in data]
-    targets = [_split_measure(pair[1]) for pair in data]
-    return MeasurePairs([s[0] for s in sources], [t[0] for t in targets],
-                        [s[1] for s in sources], [t[1] for t in targets])
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def _ndim(obj: Any) -> int | None:
-    if isinstance(obj, (np.ndarray, torch.Tensor)):
-        return obj.ndim
-    if _is_table(obj):
-        return 2
-    if isinstance(obj, (list, tuple)):
-        try:
-            return np.asarray(obj).ndim if np.asarray(obj).dtype != object else None
-        except ValueError:
-            return None
-    return None
-
-
-def _is_table(obj: Any) -> bool:
-    """A 2-D array-like that is not an array: a pandas (or polars) DataFrame of points."""
-    shape = getattr(obj, "shape", None)
-    return (not isinstance(obj, (np.ndarray, torch.Tensor, MeasurePairs))
-            and hasattr(obj, "__array__") and isinstance(shape, tuple) and len(shape) == 2)
-
-
-def as_points_array(obj: Any) -> Any:
-    """A DataFrame of points as a numpy array (its values); anything else unchanged.
-
-    Parameters
-    ----------
-    obj : object
-
-    Returns
-    -------
-    object
-        ``np.asarray(obj)`` for a DataFrame, else ``obj``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> as_points_array(pd.DataFrame({"u": [0.0, 1.0], "v": [2.0, 3.0]})).shape
-    (2, 2)
-    """
-    return np.asarray(obj) if _is_table(obj) else obj
-
-
-def _is_measure(obj: Any) -> bool:
-    """A measure is a 2-D array of points, or a (points, weights) pair of a 2-D and a 1-D array."""
-    if _ndim(obj) == 2:
-        return True
-    return (isinstance(obj, (list, tuple)) and len(obj) == 2
-            and _ndim(obj[0]) == 2 and _ndim(obj[1]) == 1)
-
-
-def _is_pair(obj: Any) -> bool:
-    return (isinstance(obj, (list, tuple)) and len(obj) == 2
-            and _is_measure(obj[0]) and _is_measure(obj[1]))
-
-
-def _split_measure(measure: Any) -> tuple[Any, Any]:
-    if isinstance(measure, (list, tuple)) and _ndim(measure[0]) == 2 and _ndim(measure[1]) == 1:
-        return as_points_array(measure[0]), as_points_array(measure[1])
-    return as_points_array(measure), None
-
-
 def concat_pairs(parts: Sequence[MeasurePairs]) -> MeasurePairs:
     """One collection of the pairs of several, in order.
 
@@ -640,15 +423,6 @@ def concat_pairs(parts: Sequence[MeasurePairs]) -> MeasurePairs:
 
 def _same_tensor(u: torch.Tensor, v: torch.Tensor) -> bool:
     return u is v or (u.shape == v.shape and bool(torch.equal(u, v.to(u))))
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, (list, tuple)):
-        return f"a {type(obj).__name__} of length {len(obj)}"
-    shape = getattr(obj, "shape", None)
-    if shape is None:
-        return type(obj).__name__
-    return f"{type(obj).__name__} with shape {tuple(shape)}"
 
 
 def _common_dtype(values: Sequence[Any]) -> torch.dtype | None:
