@@ -250,8 +250,7 @@ def to_otresult(result: Any) -> list:
     >>> bool(np.isclose(ours.value, pot.value, rtol=1e-10))  # ot.solve's entropic value
     True
     """
-    return otresults_from_state(result._pairs, result._state, epsilon=result.epsilon,
-                                cost=result._cost, cost_matrix=result._cost_matrix)
+    return result.to_pot()
 
 
 def otresults_from_state(pairs, state, *, epsilon: float, cost: Any, cost_matrix=None,

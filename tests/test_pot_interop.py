@@ -213,3 +213,14 @@ def test_to_otresult_keeps_torch(rng):
     assert isinstance(results[0].plan, torch.Tensor)
     assert all(isinstance(p, torch.Tensor) for p in results[1].potentials)
     np.testing.assert_allclose(results[1].plan.numpy(), res.plan()[1].numpy())
+
+
+def test_result_to_pot_and_its_public_state(cloud_pairs):
+    res = sinkhorn(cloud_pairs, epsilon=0.05, tol=1e-10)
+    costs = [ot.dist(x, y) for (x, _), (y, _) in cloud_pairs]
+    _check_otresults(res.to_pot(), res, costs, 0.05)
+    # The solver's tensors are the result's: padded potentials and the same counters.
+    assert isinstance(res.state, skmetaot.solvers.SinkhornState)
+    np.testing.assert_array_equal(res.state.n_iter.numpy(), res.n_iter)
+    np.testing.assert_allclose(res.state.f[0, : len(res.f[0])].numpy(), res.f[0])
+    assert res.pairs.n_pairs == len(cloud_pairs)

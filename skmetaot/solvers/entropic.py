@@ -238,6 +238,8 @@ class SinkhornResult:
     >>> res.plan().sum(-2).round(3)  # the b-marginal is exact: g = g(f)
     array([[0.2 , 0.3 , 0.5 ],
            [0.5 , 0.25, 0.25]])
+    >>> [r.status for r in res.to_pot()]  # POT's OTResult, one per problem
+    ['converged', 'converged']
     """
 
     f: Any
@@ -253,11 +255,35 @@ class SinkhornResult:
     _cost_matrix: torch.Tensor | None = field(default=None, repr=False)
     _single: bool = field(default=False, repr=False)
 
+    @property
+    def state(self) -> SinkhornState:
+        """The solver's tensors (potentials padded to the largest pair, per-pair counters)."""
+        return self._state
+
+    @property
+    def pairs(self) -> MeasurePairs:
+        """The solved pairs, as the solver saw them (weights normalised)."""
+        return self._pairs
+
     def plan(self) -> Any:
         """The couplings ``P_ij = exp((f_i + g_j - C_ij)/eps)``, one per problem."""
         plans = pair_plans(self._pairs, self._state, epsilon=self.epsilon, cost=self._cost,
                            cost_matrix=self._cost_matrix)
         return _to_user(plans, self._single, kind=self._pairs.kind)
+
+    def to_pot(self) -> list:
+        """One POT ``ot.utils.OTResult`` per problem (:func:`skmetaot.pot.to_otresult`).
+
+        Each holds its potentials, value, status and log, and builds its ``plan`` when read.
+
+        Returns
+        -------
+        list of ot.utils.OTResult
+        """
+        from skmetaot.pot import otresults_from_state
+
+        return otresults_from_state(self._pairs, self._state, epsilon=self.epsilon,
+                                    cost=self._cost, cost_matrix=self._cost_matrix)
 
 
 def iter_plans_and_costs(
