@@ -126,7 +126,7 @@ def test_sinkhorn_from_a_fitted_estimator_is_its_refinement(fitted):
     assert warm.n_iter.tolist() == [r.log["niter"] for r in refined]
     np.testing.assert_array_equal(warm.f, np.stack([r.potentials[0] for r in refined]))
     test = test.to(torch.float32)
-    state = fitted.refine_state(test, tol=1e-4, max_iter=2000, batch_size=4)
+    state = fitted.refine_state(test, tol=1e-4, max_iter=2000, chunk_size=4)
     by_batch = solve_pairs(test, epsilon=fitted.epsilon, tol=1e-4, max_iter=2000, init=fitted,
                            batch_size=4)
     assert torch.equal(state.n_iter, by_batch.n_iter) and torch.equal(state.f, by_batch.f)
@@ -146,7 +146,7 @@ def test_refine_takes_names_only(fitted):
 
 def test_sinkhorn_from_a_fitted_cloud_estimator(clouds, fitted_clouds):
     est = fitted_clouds
-    state = est.refine_state(clouds, tol=1e-5, max_iter=3000, batch_size=2)
+    state = est.refine_state(clouds, tol=1e-5, max_iter=3000, chunk_size=2)
     warm = sinkhorn(clouds, epsilon=est.epsilon, tol=1e-5, max_iter=3000, init=est,
                     batch_size=2, dtype="float32")
     assert warm.n_iter.tolist() == state.n_iter.tolist()

@@ -50,24 +50,24 @@ def fitted(digits):
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 def test_batched_predictions_equal_one_batch(fitted, digits, batch_size):
     _, test = digits
-    whole = dict(batch_size=N_PAIRS)
-    f, g = fitted.predict_potentials(test, batch_size=batch_size)
+    whole = dict(chunk_size=N_PAIRS)
+    f, g = fitted.predict_potentials(test, chunk_size=batch_size)
     f_all, g_all = fitted.predict_potentials(test, **whole)
     np.testing.assert_allclose(f, f_all, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(g, g_all, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fitted.predict_plan(test, batch_size=batch_size),
+    np.testing.assert_allclose(fitted.predict_plan(test, chunk_size=batch_size),
                                fitted.predict_plan(test, **whole), rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(fitted.transform(test, batch_size=batch_size),
+    np.testing.assert_allclose(fitted.transform(test, chunk_size=batch_size),
                                fitted.transform(test, **whole), rtol=1e-10, atol=1e-12)
-    assert fitted.score(test, batch_size=batch_size) == pytest.approx(
+    assert fitted.score(test, chunk_size=batch_size) == pytest.approx(
         fitted.score(test, **whole), rel=1e-12)
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 def test_batched_refine_equals_one_batch(fitted, digits, batch_size):
     _, test = digits
-    ours = fitted.refine(test, tol=1e-6, batch_size=batch_size)
-    whole = fitted.refine(test, tol=1e-6, batch_size=N_PAIRS)
+    ours = fitted.refine(test, tol=1e-6, chunk_size=batch_size)
+    whole = fitted.refine(test, tol=1e-6, chunk_size=N_PAIRS)
     assert len(ours) == len(whole) == N_PAIRS
     for mine, ref in zip(ours, whole, strict=True):
         for p, q in zip(mine.potentials, ref.potentials, strict=True):
@@ -194,7 +194,7 @@ def test_iter_refine_yields_batch_by_batch(fitted, digits, monkeypatch):
         return original(pairs, **kwargs)
 
     monkeypatch.setattr(skmetaot.estimators._refinement, "solve_pairs", counting)
-    stream = fitted.iter_refine(test, tol=1e-6, batch_size=4)
+    stream = fitted.iter_refine(test, tol=1e-6, chunk_size=4)
     assert solved == []  # nothing is solved before the first batch is asked for
     first = next(stream)
     assert len(first) == 4 and solved == [4]
@@ -214,8 +214,19 @@ def test_iter_refine_checks_its_arguments_at_once(fitted, digits):
         fitted.iter_refine(test, tol=-1.0)
     for method in ("refine", "iter_refine", "predict_potentials", "predict_plan", "transform",
                    "score"):
-        with pytest.raises(ValueError, match="batch_size"):
-            getattr(fitted, method)(test, batch_size=0)
+        with pytest.raises(ValueError, match="chunk_size"):
+            getattr(fitted, method)(test, chunk_size=0)
+
+
+def test_the_former_chunk_argument_name_still_works_with_a_warning(fitted, digits):
+    _, test = digits
+    with pytest.warns(FutureWarning, match="renamed chunk_size"):
+        old = fitted.predict_potentials(test, batch_size=3)
+    np.testing.assert_array_equal(old[0], fitted.predict_potentials(test, chunk_size=3)[0])
+    with pytest.warns(FutureWarning, match="renamed chunk_size"):
+        assert len(fitted.refine(test, tol=1e-3, batch_size=4)) == N_PAIRS
+    with pytest.raises(TypeError, match="both chunk_size= and"):
+        fitted.transform(test, chunk_size=2, batch_size=2)
 
 
 # -- bounded memory ---------------------------------------------------------------------------
@@ -272,20 +283,20 @@ def icnn():
 @pytest.mark.parametrize("batch_size", (1, None))
 def test_icnn_batched_prediction_and_refinement_equal_one_batch(icnn, batch_size):
     est, pairs = icnn
-    np.testing.assert_allclose(est.predict_params(pairs, batch_size=batch_size),
-                               est.predict_params(pairs, batch_size=5), rtol=1e-12, atol=1e-12)
-    for mine, ref in zip(est.transform(pairs, batch_size=batch_size), est.transform(pairs),
+    np.testing.assert_allclose(est.predict_params(pairs, chunk_size=batch_size),
+                               est.predict_params(pairs, chunk_size=5), rtol=1e-12, atol=1e-12)
+    for mine, ref in zip(est.transform(pairs, chunk_size=batch_size), est.transform(pairs),
                          strict=True):
         np.testing.assert_allclose(mine, ref, rtol=1e-10, atol=1e-12)
-    assert est.score(pairs, batch_size=batch_size) == pytest.approx(est.score(pairs), rel=1e-10)
+    assert est.score(pairs, chunk_size=batch_size) == pytest.approx(est.score(pairs), rel=1e-10)
     # Each pair draws from its own generator, seeded from the estimator's state: batches of
     # any size give the same refined parameters.
     state = est._generator.get_state()
-    refined = est.refine(pairs, max_iter=3, batch_size=batch_size)
+    refined = est.refine(pairs, max_iter=3, chunk_size=batch_size)
     est._generator.set_state(state)
-    whole = est.refine(pairs, max_iter=3, batch_size=5)
+    whole = est.refine(pairs, max_iter=3, chunk_size=5)
     for mine, ref in zip(refined, whole, strict=True):
         np.testing.assert_allclose(mine.parameters["psi"], ref.parameters["psi"], rtol=1e-9,
                                    atol=1e-12)
-    with pytest.raises(ValueError, match="batch_size"):
-        est.predict_params(pairs, batch_size=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        est.predict_params(pairs, chunk_size=0)

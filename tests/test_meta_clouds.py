@@ -196,8 +196,8 @@ def test_bad_pairs_name_the_pair():
         est.refine(negative)
     with pytest.raises(ValueError, match="init"):
         est.refine(_pairs([(3, 3)]), init="warm")
-    with pytest.raises(ValueError, match="batch_size"):
-        est.predict_plan(_pairs([(3, 3)]), batch_size=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        est.predict_plan(_pairs([(3, 3)]), chunk_size=0)
 
 
 def test_cloud_families():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import itertools
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -26,6 +27,30 @@ from skmetaot.estimators._checkpoint import (
     training_state,
 )
 from skmetaot.sampling import open_stream, rebatch, seed_from_random_state
+
+
+def chunk_argument(method: Callable) -> Callable:
+    """Accept ``batch_size=``, the former name of a method's ``chunk_size=``, with a warning.
+
+    A method's chunk (pairs processed at once, a memory knob) is not the constructor's
+    ``batch_size`` (pairs per training step); the old name keeps working for a deprecation
+    period and raises a ``FutureWarning``.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        if "batch_size" in kwargs:
+            if "chunk_size" in kwargs:
+                raise TypeError(f"{method.__name__}() got both chunk_size= and its former "
+                                f"name batch_size=; pass chunk_size= only")
+            warnings.warn(f"{type(self).__name__}.{method.__name__}(batch_size=...) is renamed "
+                          f"chunk_size=...: the pairs processed at once, not the training "
+                          f"batch_size; the old name will be removed", FutureWarning,
+                          stacklevel=2)
+            kwargs["chunk_size"] = kwargs.pop("batch_size")
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class BaseOTEstimator(BaseEstimator):

@@ -80,7 +80,7 @@ class PairPredictions:
         """
         ids = np.arange(collection.n_pairs) if ids is None else ids
         if batch_size is not None:
-            size = check_positive_int(batch_size, "batch_size")
+            size = check_positive_int(batch_size, "chunk_size")
         else:  # elements held per pair, at the default network widths
             dim = self.n_features_in_
             if refine:  # W2GN: samples through both ICNNs, with gradients and conjugates

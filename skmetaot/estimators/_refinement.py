@@ -19,6 +19,7 @@ from skmetaot._validation import (
     one_of,
 )
 from skmetaot.costs import get_cost
+from skmetaot.estimators._base import chunk_argument
 from skmetaot.pot import otresults_from_state
 from skmetaot.solvers.entropic import _check_scalars, solve_pairs
 from skmetaot.solvers.initializers import refine_start
@@ -41,11 +42,12 @@ class WarmStartRefinement:
         "learning_rate": check_positive_float, "unroll_steps": check_non_negative_int,
         "learning_rate_schedule": one_of(("cosine", "constant"))}
 
+    @chunk_argument
     def refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
-               init: str = "meta", *, batch_size: int | None = None) -> list:
+               init: str = "meta", *, chunk_size: int | None = None) -> list:
         """Solve each pair with log-domain Sinkhorn warm-started from the prediction.
 
-        Pairs are predicted, solved and evaluated ``batch_size`` at a time, as
+        Pairs are predicted, solved and evaluated ``chunk_size`` at a time, as
         :meth:`iter_refine` yields them. A result keeps its potentials, not its plan: ``plan``
         is computed from them when read, so N results hold O(N (n + m)) numbers.
 
@@ -62,7 +64,7 @@ class WarmStartRefinement:
             Start from the prediction (``"meta"``: the estimator itself, as in
             ``sinkhorn(pairs, init=self)``), or from the baselines, so that they compare on
             equal terms.
-        batch_size : int, optional
+        chunk_size : int, optional
             Pairs solved together (default: a fixed memory budget; see
             :ref:`large_collections`). Each pair stops on its own error, so the results do
             not depend on it beyond rounding.
@@ -73,26 +75,27 @@ class WarmStartRefinement:
             One per pair, with potentials of the pair's own sizes: plan, potentials, value,
             value_linear, ``log["niter"]``, ``log["err"]``.
         """
-        batches = self.iter_refine(pairs, tol, max_iter, init, batch_size=batch_size)
+        batches = self.iter_refine(pairs, tol, max_iter, init, chunk_size=chunk_size)
         return [result for batch in batches for result in batch]
 
+    @chunk_argument
     def iter_refine(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
                     init: str = "meta", *,
-                    batch_size: int | None = None) -> Iterator[list]:
-        """Refine ``batch_size`` pairs at a time, yielding each batch's results when solved.
+                    chunk_size: int | None = None) -> Iterator[list]:
+        """Refine ``chunk_size`` pairs at a time, yielding each batch's results when solved.
 
         The streaming form of :meth:`refine` (same parameters, same results): what is held at
         once is one batch's tensors, plus whatever results the caller keeps.
 
         Parameters
         ----------
-        pairs, tol, max_iter, init, batch_size
+        pairs, tol, max_iter, init, chunk_size
             As in :meth:`refine`.
 
         Yields
         ------
         list of ot.utils.OTResult
-            The results of the next ``batch_size`` pairs (fewer in the last batch), in order.
+            The results of the next ``chunk_size`` pairs (fewer in the last batch), in order.
 
         Examples
         --------
@@ -101,17 +104,18 @@ class WarmStartRefinement:
         >>> est = MetaSinkhornTransport(hidden_layer_sizes=(16,), max_iter=5, device="cpu",
         ...                             random_state=0).fit(make_mnist_pairs(64, random_state=0))
         >>> test = make_mnist_pairs(10, split="test", random_state=1)
-        >>> [len(batch) for batch in est.iter_refine(test, batch_size=4)]
+        >>> [len(batch) for batch in est.iter_refine(test, chunk_size=4)]
         [4, 4, 2]
         """
         pairs = self._fitted_pairs(pairs)
         tol, max_iter = self._refine_arguments(tol, max_iter, init)  # checked now, not lazily
-        return self._iter_refine(pairs, self._refine_batches(pairs, batch_size), tol, max_iter,
+        return self._iter_refine(pairs, self._refine_batches(pairs, chunk_size), tol, max_iter,
                                  init)
 
+    @chunk_argument
     def refine_state(self, pairs: Any, tol: float | None = None, max_iter: int | None = None,
                      init: str = "meta", *,
-                     batch_size: int | None = None) -> SinkhornState:
+                     chunk_size: int | None = None) -> SinkhornState:
         """The solve of :meth:`refine`, returned as the solver's tensors (no result objects).
 
         For timing the refinement or counting its iterations: the same Sinkhorn runs as
@@ -119,7 +123,7 @@ class WarmStartRefinement:
 
         Parameters
         ----------
-        pairs, tol, max_iter, init, batch_size
+        pairs, tol, max_iter, init, chunk_size
             As in :meth:`refine`.
 
         Returns
@@ -139,7 +143,7 @@ class WarmStartRefinement:
         (torch.Size([3]), True)
         """
         return self._refine_state(self._fitted_pairs(pairs), tol, max_iter, init,
-                                  batch_size=batch_size)
+                                  batch_size=chunk_size)
 
     def _refine_arguments(self, tol: float | None, max_iter: int | None, init: Any,
                           batch_size: int | None = None) -> tuple[float, int]:

@@ -16,7 +16,7 @@ from skmetaot._validation import (
 from skmetaot.amortize import TrainingHistory, entropic_dual_value, unrolled_marginal_error
 from skmetaot.amortize.cloud_features import N_ATOM_FEATURES, cloud_features
 from skmetaot.costs import CostSpec, pairwise_cost
-from skmetaot.estimators._base import BaseOTEstimator
+from skmetaot.estimators._base import BaseOTEstimator, chunk_argument
 from skmetaot.estimators._refinement import WarmStartRefinement
 from skmetaot.geometry import DenseGeometry
 from skmetaot.measures import MeasurePairs, as_pairs, concat_pairs
@@ -313,7 +313,7 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
             step = max(1, default_batch_size(pairs, cost=self.cost, dense=True)
                        // _PREDICTION_TENSORS)
         else:
-            step = check_positive_int(batch_size, "batch_size")
+            step = check_positive_int(batch_size, "chunk_size")
         return [list(range(start, min(start + step, pairs.n_pairs)))
                 for start in range(0, pairs.n_pairs, step)]
 
@@ -349,17 +349,18 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
     def _refine_batches(self, pairs: MeasurePairs, batch_size: int | None) -> list[list[int]]:
         # The solver's memory budget (the prediction inside init_f splits its own parts).
         step = (default_batch_size(pairs, cost=self.cost, dense=True) if batch_size is None
-                else check_positive_int(batch_size, "batch_size"))
+                else check_positive_int(batch_size, "chunk_size"))
         return [list(range(start, min(start + step, pairs.n_pairs)))
                 for start in range(0, pairs.n_pairs, step)]
 
-    def predict_potentials(self, pairs: Any, *, batch_size: int | None = None):
+    @chunk_argument
+    def predict_potentials(self, pairs: Any, *, chunk_size: int | None = None):
         """Predicted potentials of each pair, each of its pair's size.
 
         Parameters
         ----------
         pairs : MeasurePairs or anything :func:`skmetaot.as_pairs` accepts
-        batch_size : int, optional
+        chunk_size : int, optional
             Pairs predicted at once (default: a fixed memory budget).
 
         Returns
@@ -370,19 +371,20 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
             ``g(f)``, exactly (the b-marginal of the predicted plan is exact).
         """
         pairs = self._fitted_pairs(pairs)
-        both = self._per_pair(pairs, batch_size, lambda t, f, g: lambda row, n, m: torch.cat(
+        both = self._per_pair(pairs, chunk_size, lambda t, f, g: lambda row, n, m: torch.cat(
             [f[row, :n], g[row, :m]]))
         sizes = pairs.source_sizes
         return ([v[:n] for v, n in zip(both, sizes, strict=True)],
                 [v[n:] for v, n in zip(both, sizes, strict=True)])
 
-    def predict_plan(self, pairs: Any, *, batch_size: int | None = None) -> list:
+    @chunk_argument
+    def predict_plan(self, pairs: Any, *, chunk_size: int | None = None) -> list:
         """Predicted couplings ``P_ij = exp((f_i + g_j - C_ij)/eps)``, one (n_k, m_k) per pair.
 
         Parameters
         ----------
         pairs : MeasurePairs or anything :func:`skmetaot.as_pairs` accepts
-        batch_size : int, optional
+        chunk_size : int, optional
 
         Returns
         -------
@@ -394,15 +396,16 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
             plan = transport_plan(tensors[4], f, g, self.epsilon)
             return lambda row, n, m: plan[row, :n, :m]
 
-        return self._per_pair(pairs, batch_size, plans)
+        return self._per_pair(pairs, chunk_size, plans)
 
-    def transform(self, pairs: Any, *, batch_size: int | None = None) -> list:
+    @chunk_argument
+    def transform(self, pairs: Any, *, chunk_size: int | None = None) -> list:
         """Entropic (barycentric) map of each pair's source points with the predicted ``g``.
 
         Parameters
         ----------
         pairs : MeasurePairs or anything :func:`skmetaot.as_pairs` accepts
-        batch_size : int, optional
+        chunk_size : int, optional
 
         Returns
         -------
@@ -414,9 +417,10 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
             image = barycentric_map(tensors[4], g, tensors[2], self.epsilon)
             return lambda row, n, m: image[row, :n]
 
-        return self._per_pair(pairs, batch_size, maps)
+        return self._per_pair(pairs, chunk_size, maps)
 
-    def score(self, pairs: Any, y: None = None, *, batch_size: int | None = None) -> float:
+    @chunk_argument
+    def score(self, pairs: Any, y: None = None, *, chunk_size: int | None = None) -> float:
         """Mean entropic dual value ``<f, a> + <g(f), b>`` of the predictions (higher is better).
 
         Parameters
@@ -424,7 +428,7 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
         pairs : MeasurePairs or anything :func:`skmetaot.as_pairs` accepts
         y : None
             Ignored.
-        batch_size : int, optional
+        chunk_size : int, optional
 
         Returns
         -------
@@ -432,7 +436,7 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
         """
         pairs = self._fitted_pairs(pairs)
         values = []
-        for _, (_, a, _, b, cost), f, _ in self._predict_batches(pairs, batch_size):
+        for _, (_, a, _, b, cost), f, _ in self._predict_batches(pairs, chunk_size):
             values.append(entropic_dual_value(DenseGeometry(cost, self.epsilon), f, a, b))
         return float(torch.cat(values).mean())
 

@@ -19,7 +19,7 @@ from skmetaot._validation import (
     one_of,
 )
 from skmetaot.amortize.w2gn import refine_w2gn
-from skmetaot.estimators._base import BaseOTEstimator
+from skmetaot.estimators._base import BaseOTEstimator, chunk_argument
 from skmetaot.estimators._meta_icnn_pairs import PairPredictions
 from skmetaot.estimators._meta_icnn_training import HypernetworkTraining
 from skmetaot.estimators._potential import TransportPotential
@@ -269,7 +269,8 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         return {**self._history.as_dict(), **{k: list(v) for k, v in self._metrics.items()}}
 
     # -- prediction ---------------------------------------------------------------------------
-    def predict_params(self, pairs: Any, *, batch_size: int | None = None) -> np.ndarray:
+    @chunk_argument
+    def predict_params(self, pairs: Any, *, chunk_size: int | None = None) -> np.ndarray:
         """The raw predicted parameters, ``psi`` then ``psi_bar``, one row per pair.
 
         They are the parameters of each pair's standardised problem (see the class notes).
@@ -277,7 +278,7 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         Parameters
         ----------
         pairs : as in :meth:`fit`
-        batch_size : int, optional
+        chunk_size : int, optional
             Pairs encoded at once (not the training ``batch_size``); default: as many as keep
             the encoder's activations within a fixed memory budget.
 
@@ -286,10 +287,11 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         ndarray of shape (n_pairs, 2 * ``icnn_.n_params``)
         """
         check_is_fitted(self, "hypernetwork_")
-        return self._predict_params(self._collection(pairs), batch_size).cpu().numpy()
+        return self._predict_params(self._collection(pairs), chunk_size).cpu().numpy()
 
+    @chunk_argument
     def predict_potentials(self, pairs: Any, *,
-                           batch_size: int | None = None) -> list[TransportPotential]:
+                           chunk_size: int | None = None) -> list[TransportPotential]:
         """One potential object per pair: ``psi(x)``, ``.transform``, ``.inverse_transform``.
 
         ``inverse_transform`` starts from the predicted inverse map ``grad psi_bar`` and
@@ -298,7 +300,7 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         Parameters
         ----------
         pairs : as in :meth:`fit`
-        batch_size : int, optional
+        chunk_size : int, optional
             As in :meth:`predict_params`.
 
         Returns
@@ -306,10 +308,11 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         list of TransportPotential
         """
         check_is_fitted(self, "hypernetwork_")
-        return self._predicted_potentials(self._collection(pairs), batch_size)
+        return self._predicted_potentials(self._collection(pairs), chunk_size)
 
+    @chunk_argument
     def transform(self, pairs: Any, *, points: Any = None,
-                  batch_size: int | None = None) -> list[Any]:
+                  chunk_size: int | None = None) -> list[Any]:
         """Push each pair's source samples (or given points) through its predicted map.
 
         The map of a pair is ``grad psi`` (see the class notes).
@@ -321,7 +324,7 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
             Points to map instead of the source samples, one array per pair (or one array
             (n_pairs, k, n_features); for a collection of one pair, a single array (k,
             n_features)); each comes back in its own kind (numpy or torch, on its device).
-        batch_size : int, optional
+        chunk_size : int, optional
             As in :meth:`predict_params`.
 
         Returns
@@ -340,10 +343,11 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
             If ``points`` is not a list of arrays, or an array is not of real numbers.
         """
         check_is_fitted(self, "hypernetwork_")
-        return self._map_pairs(pairs, points, "transform", batch_size)
+        return self._map_pairs(pairs, points, "transform", chunk_size)
 
+    @chunk_argument
     def inverse_transform(self, pairs: Any, *, points: Any = None,
-                          batch_size: int | None = None, solve: bool = True) -> list[Any]:
+                          chunk_size: int | None = None, solve: bool = True) -> list[Any]:
         """Pull each pair's target samples (or given points) back through its inverse map.
 
         The inverse of ``grad psi`` is the gradient of its conjugate,
@@ -359,7 +363,7 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         points : list of array-like of shape (k, n_features), optional
             Points of the target domains to map instead of the target samples, one array per
             pair (for a collection of one pair, a single array), as in :meth:`transform`.
-        batch_size : int, optional
+        chunk_size : int, optional
             As in :meth:`predict_params`.
         solve : bool, default=True
             Solve the conjugate (exact inverse), or return the amortized prediction.
@@ -376,12 +380,13 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
             As in :meth:`transform`.
         """
         check_is_fitted(self, "hypernetwork_")
-        return self._map_pairs(pairs, points, "inverse_transform", batch_size,
+        return self._map_pairs(pairs, points, "inverse_transform", chunk_size,
                                solve=bool(solve))
 
+    @chunk_argument
     def refine(self, pairs: Any, max_iter: int | None = None, *, init: str = "meta",
                learning_rate: float | None = None,
-               batch_size: int | None = None) -> list[TransportPotential]:
+               chunk_size: int | None = None) -> list[TransportPotential]:
         """Fine-tune each pair's potentials with W2GN from the prediction.
 
         Parameters
@@ -394,7 +399,7 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
             baseline a prediction has to beat).
         learning_rate : float, optional
             Default ``refine_learning_rate``.
-        batch_size : int, optional
+        chunk_size : int, optional
             Pairs refined together (not the training ``batch_size``); default: as many as keep
             a W2GN step's activations within a fixed memory budget. Each pair draws its
             samples from its own generator, so the results do not depend on it beyond
@@ -423,7 +428,7 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         # result, do not depend on the pairs it is batched with.
         seed = int(torch.randint(2**62, (1,), generator=self._generator))
         refined = []
-        for chunk in self._batches(collection, batch_size, refine=True):
+        for chunk in self._batches(collection, chunk_size, refine=True):
             start = (self._predict_params(collection, ids=chunk) if meta
                      else self.hypernetwork_.base.detach().expand(len(chunk), -1))
             baselines = self._baselines(collection, chunk) if meta else None
@@ -437,7 +442,8 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
                         for k, row in enumerate(params)]
         return refined
 
-    def score(self, pairs: Any, y: None = None, *, batch_size: int | None = None) -> float:
+    @chunk_argument
+    def score(self, pairs: Any, y: None = None, *, chunk_size: int | None = None) -> float:
         """Mean dual objective of the predicted potentials, with exact conjugates.
 
         ``V(psi) = -E_alpha psi - E_beta psi*`` (higher is better; the optimum gives
@@ -449,7 +455,7 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         pairs : as in :meth:`fit`
         y : None
             Ignored.
-        batch_size : int, optional
+        chunk_size : int, optional
             As in :meth:`predict_params`.
 
         Returns
@@ -459,7 +465,7 @@ class MetaICNNTransport(HypernetworkTraining, PairPredictions, BaseOTEstimator):
         check_is_fitted(self, "hypernetwork_")
         collection = self._collection(pairs)
         values = []
-        for k, potential in enumerate(self._predicted_potentials(collection, batch_size)):
+        for k, potential in enumerate(self._predicted_potentials(collection, chunk_size)):
             ids = np.array([k])
             (x,), (a,) = collection.encoding_points(ids, 0, self._device_, self._dtype_)
             (y_pts,), (b,) = collection.encoding_points(ids, 1, self._device_, self._dtype_)

@@ -20,7 +20,7 @@ from skmetaot.amortize import (
 )
 from skmetaot.amortize.features import INPUTS, pair_features
 from skmetaot.costs import CostSpec
-from skmetaot.estimators._base import BaseOTEstimator
+from skmetaot.estimators._base import BaseOTEstimator, chunk_argument
 from skmetaot.estimators._meta_sinkhorn_training import PotentialTraining
 from skmetaot.estimators._refinement import WarmStartRefinement
 from skmetaot.measures import HistogramPairs, as_pairs
@@ -347,7 +347,7 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         size = default_batch_size(pairs, cost=self.cost, dense=dense)
         if batch_size is None:
             return size
-        given = check_positive_int(batch_size, "batch_size")
+        given = check_positive_int(batch_size, "chunk_size")
         return min(given, size) if dense else given
 
     def _batches(self, pairs: HistogramPairs, batch_size: int | None, dense: bool = False):
@@ -382,13 +382,14 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
                            for part in self._batches(pairs, batch_size)])
         return f, g, geometry
 
-    def predict_potentials(self, pairs: Any, *, batch_size: int | None = None) -> tuple[Any, Any]:
+    @chunk_argument
+    def predict_potentials(self, pairs: Any, *, chunk_size: int | None = None) -> tuple[Any, Any]:
         """Predicted dual potentials of each pair.
 
         Parameters
         ----------
         pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
-        batch_size : int, optional
+        chunk_size : int, optional
             Pairs predicted at once (default: a fixed memory budget; see
             :ref:`large_collections`).
 
@@ -401,16 +402,17 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
-        f, g, _ = self._predict_tensors(pairs, batch_size)
+        f, g, _ = self._predict_tensors(pairs, chunk_size)
         return pairs.kind.wrap(f), pairs.kind.wrap(g)
 
-    def predict_plan(self, pairs: Any, *, batch_size: int | None = None) -> Any:
+    @chunk_argument
+    def predict_plan(self, pairs: Any, *, chunk_size: int | None = None) -> Any:
         """Predicted couplings ``P_ij = exp((f_i + g_j - C_ij)/eps)``.
 
         Parameters
         ----------
         pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
-        batch_size : int, optional
+        chunk_size : int, optional
             Pairs predicted at once (default: a fixed memory budget); the plans are formed in
             batches that stay within that budget.
 
@@ -421,10 +423,10 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
-        f, g, geometry = self._predict_tensors(pairs, batch_size)
+        f, g, geometry = self._predict_tensors(pairs, chunk_size)
         cost = geometry.cost_matrix()
         plans = f.new_empty((pairs.n_pairs, *cost.shape))
-        for part in self._batches(pairs, batch_size, dense=True):
+        for part in self._batches(pairs, chunk_size, dense=True):
             plans[part] = transport_plan(cost, f[part], g[part], self.epsilon)
         return pairs.kind.wrap(plans)
 
@@ -474,7 +476,8 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         f = self._predict_f(pairs, batch_size=pairs.n_pairs)
         return f.to(dtype=batch.a.dtype, device=batch.a.device)
 
-    def transform(self, pairs: Any, *, batch_size: int | None = None) -> Any:
+    @chunk_argument
+    def transform(self, pairs: Any, *, chunk_size: int | None = None) -> Any:
         """Entropic (barycentric) map of each pair's source support points.
 
         ``T(x_i) = sum_j softmax_j((g_j - C_ij)/eps) y_j`` with the predicted ``g``; it is
@@ -483,7 +486,7 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         Parameters
         ----------
         pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
-        batch_size : int, optional
+        chunk_size : int, optional
             As in :meth:`predict_plan`.
 
         Returns
@@ -492,14 +495,15 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         """
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
-        _, g, geometry = self._predict_tensors(pairs, batch_size)
+        _, g, geometry = self._predict_tensors(pairs, chunk_size)
         cost = geometry.cost_matrix()
         maps = g.new_empty((pairs.n_pairs, cost.shape[0], pairs.y.shape[1]))
-        for part in self._batches(pairs, batch_size, dense=True):
+        for part in self._batches(pairs, chunk_size, dense=True):
             maps[part] = barycentric_map(cost, g[part], pairs.y, self.epsilon)
         return pairs.kind.wrap(maps)
 
-    def score(self, pairs: Any, y: None = None, *, batch_size: int | None = None) -> float:
+    @chunk_argument
+    def score(self, pairs: Any, y: None = None, *, chunk_size: int | None = None) -> float:
         """Mean entropic dual value of the predictions (higher is better).
 
         Parameters
@@ -507,7 +511,7 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         pairs : HistogramPairs or anything :func:`skmetaot.as_pairs` accepts
         y : None
             Ignored.
-        batch_size : int, optional
+        chunk_size : int, optional
             As in :meth:`predict_potentials`.
 
         Returns
@@ -517,7 +521,7 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         check_is_fitted(self, "model_")
         pairs = self._validate_pairs(pairs, fitting=False)
         return self._mean_dual(self._geometry(pairs), pairs,
-                               torch.arange(pairs.n_pairs, device=self._device_), batch_size)
+                               torch.arange(pairs.n_pairs, device=self._device_), chunk_size)
 
 
 def _same_support(points: torch.Tensor, fitted: torch.Tensor) -> bool:
