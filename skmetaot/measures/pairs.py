@@ -379,8 +379,8 @@ class HistogramPairs(MeasurePairs):
 def concat_pairs(parts: Sequence[MeasurePairs]) -> MeasurePairs:
     """One collection of the pairs of several, in order.
 
-    Histogram pairs on the same supports stay :class:`HistogramPairs` (the supports are
-    shared, the weights joined); any other mix becomes :class:`MeasurePairs`.
+    Histogram pairs on the same supports stay :class:`~skmetaot.HistogramPairs` (the supports are
+    shared, the weights joined); any other mix becomes :class:`~skmetaot.MeasurePairs`.
 
     Parameters
     ----------
