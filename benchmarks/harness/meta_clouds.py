@@ -79,19 +79,21 @@ def _sphere_held_out(n_pairs: int, seed: int) -> dict[str, Any]:
                                                       random_state=seed + 1)}
 
 
+def _gmm_d10(n_pairs: int, seed: int):
+    return make_gaussian_mixture_clouds(n_pairs, 10, n_points=(100, 200), random_state=seed + 1)
+
+
 def _gmm_held_out(n_pairs: int, seed: int) -> dict[str, Any]:
     return {"gmm d=2": make_gaussian_mixture_clouds(n_pairs, 2, n_points=(100, 200),
                                                     random_state=seed),
-            "gmm d=10": make_gaussian_mixture_clouds(n_pairs, 10, n_points=(100, 200),
-                                                     random_state=seed + 1),
+            "gmm d=10": _gmm_d10(n_pairs, seed),
             "gmm d=5 2x (400 pts)": make_gaussian_mixture_clouds(n_pairs, 5, n_points=400,
                                                                  random_state=seed + 2)}
 
 
 def _gmm10_held_out(n_pairs: int, seed: int) -> dict[str, Any]:
-    # The d=10 set of _gmm_held_out (same seed), so both models are measured on the same pairs.
-    return {"gmm d=10": make_gaussian_mixture_clouds(n_pairs, 10, n_points=(100, 200),
-                                                     random_state=seed + 1),
+    # The d=10 set of _gmm_held_out, so both models are measured on the same pairs.
+    return {"gmm d=10": _gmm_d10(n_pairs, seed),
             "gmm d=10 2x (400 pts)": make_gaussian_mixture_clouds(n_pairs, 10, n_points=400,
                                                                   random_state=seed + 3)}
 
