@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 
-from skmetaot import MetaSinkhornTransport, pairs_from_images
+from skmetaot import MetaSinkhornTransport, pairs_from_images, sinkhorn
 from skmetaot.amortize import TrainingDiverged
 from skmetaot.datasets import make_sphere_supply_demand
 from skmetaot.metrics import marginal_error
@@ -306,3 +306,23 @@ def test_a_model_saved_before_a_parameter_existed_loads_with_its_default(fitted)
     loaded.__setstate__(state)
     assert loaded.get_params()["model"] is None
     assert loaded.get_params()["target_sample_size"] is None
+
+
+def test_refine_starts_from_the_same_prediction_on_checked_or_fitted_supports(fitted):
+    # refine checks the supports once and hands the solver pairs holding the fitted ones, whose
+    # batches the estimator then predicts without checking again: the start must be the one
+    # sinkhorn(pairs, init=est) computes through the full check, on supports equal only up to
+    # rounding (a copy of the grid, not the fitted tensor).
+    copy = pairs_from_images(load_digits().images[1400:1403], load_digits().images[1403:1406])
+    copy.x = copy.x.clone() * (1 + 1e-16)
+    copy.y = copy.x
+    assert copy.x is not fitted.support_x_
+    checked = fitted._validate_pairs(copy, fitting=False)
+    assert checked.x is fitted.support_x_ and checked.y is fitted.support_y_
+    assert copy.x is not fitted.support_x_  # the user's pairs are not changed
+    state = fitted.refine_state(copy, tol=1e-4)
+    warm = fitted.refine_state(copy, tol=1e-4, max_iter=1)
+    direct = sinkhorn(copy, epsilon=fitted.epsilon, tol=1e-4, init=fitted, max_iter=1, warn=False)
+    assert torch.allclose(warm.f, torch.as_tensor(direct.f, dtype=warm.f.dtype), atol=1e-6)
+    assert state.n_iter.tolist() == np.asarray(
+        sinkhorn(copy, epsilon=fitted.epsilon, tol=1e-4, init=fitted).n_iter).tolist()

@@ -251,10 +251,17 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
             raise ValueError(
                 f"the pairs have {pairs.a.shape[1]} source and {pairs.b.shape[1]} target atoms, "
                 f"but the estimator was fitted on {self.n_source_} and {self.n_target_}")
+        if pairs.x is self.support_x_ and pairs.y is self.support_y_:
+            return pairs
         if not (_same_support(pairs.x, self.support_x_)
                 and _same_support(pairs.y, self.support_y_)):
             raise ValueError("the pairs' supports differ from the supports seen in fit")
-        return pairs
+        # Checked once: the pairs now hold the fitted supports (equal up to rounding), so the
+        # solver's batches of them (init_f) and later calls pass on identity, not allclose.
+        checked = object.__new__(HistogramPairs)
+        checked.__dict__.update(pairs.__dict__)
+        checked.x, checked.y = self.support_x_, self.support_y_
+        return checked
 
     # -- training -----------------------------------------------------------------------------
     def _geometry(self, pairs: HistogramPairs):
@@ -368,11 +375,13 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
                    geometry=None) -> torch.Tensor:
         """Predicted source potentials, -inf on zero-mass atoms (what warm-starts Sinkhorn)."""
         geometry = self._geometry(pairs) if geometry is None else geometry
+        parts = [self._predict_f_from(geometry, pairs.a[part], pairs.b[part])
+                 for part in self._batches(pairs, batch_size)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)  # one part: no copy
+
+    def _predict_f_from(self, geometry, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            parts = [self._forward(geometry, pairs.a[part], pairs.b[part])
-                     for part in self._batches(pairs, batch_size)]
-        f = parts[0] if len(parts) == 1 else torch.cat(parts)  # one part: no copy
-        return f.masked_fill_(pairs.a <= 0, float("-inf"))
+            return self._forward(geometry, a, b).masked_fill_(a <= 0, float("-inf"))
 
     def _predict_tensors(self, pairs: HistogramPairs, batch_size: int | None = None):
         geometry = self._geometry(pairs)
@@ -471,8 +480,14 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         True
         """
         check_is_fitted(self, "model_")
+        pairs = batch.pairs
+        if (isinstance(pairs, HistogramPairs) and pairs.x is self.support_x_
+                and pairs.y is self.support_y_ and batch.a.dtype == self._dtype_
+                and batch.a.device == self._device_):
+            # Pairs this estimator validated (refine): the solver's tensors are the network's.
+            return self._predict_f_from(self._geometry(pairs), batch.a, batch.b)
         # The batch's own pairs, moved to the network's dtype and device (only these rows).
-        pairs = self._validate_pairs(batch.pairs[batch.indices], fitting=False)
+        pairs = self._validate_pairs(pairs[batch.indices], fitting=False)
         f = self._predict_f(pairs, batch_size=pairs.n_pairs)
         return f.to(dtype=batch.a.dtype, device=batch.a.device)
 

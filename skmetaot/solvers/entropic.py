@@ -110,6 +110,8 @@ def default_batch_size(
     >>> default_batch_size(pairs), default_batch_size(pairs, dense=True)
     (167, 54)
     """
+    if pairs.n_pairs == 1:  # one batch whatever the budget: batch-1 calls skip the sizing
+        return 1
     n, m = max(pairs.source_sizes), max(pairs.target_sizes)
     per_problem = n * m
     shared = pairs.shared_support and (cost_matrix is None or cost_matrix.ndim == 2)
