@@ -51,7 +51,10 @@ NETWORKS = {"mlp": MNIST_MLP, "conv": {"model": "conv"},
             "conv8": {"model": functools.partial(GridUNet, width=8)},
             # The U-Net with the marginal error after 10 updates in the loss instead of 3: the
             # loss then weighs the slowly converging directions that decide the 1e-3 tail.
-            "conv_unroll10": {"model": "conv", "unroll_steps": 10}}
+            "conv_unroll10": {"model": "conv", "unroll_steps": 10},
+            # Space to depth: 2 x 2 cells as channels, every convolution on the 14 x 14 grid
+            # (3.8x cheaper forward and backward passes), full-resolution output.
+            "conv_patch2": {"model": functools.partial(GridUNet, patch=2)}}
 
 
 def problem(name: str, *, quick: bool = False, seed: int = 0, **overrides: Any):
