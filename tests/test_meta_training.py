@@ -190,6 +190,22 @@ def test_convolutional_model_needs_an_image_grid():
     assert torch.count_nonzero(net(torch.rand(4, 60))) == 0  # starts at the baseline
 
 
+def test_space_to_depth_unet_keeps_the_full_resolution():
+    with pytest.raises(ValueError, match="patch=3 does not divide"):
+        GridUNet(2 * 64, 64, patch=3)
+    with pytest.raises(ValueError, match="patch=2 does not divide"):
+        GridUNet(2 * 36, 36, patch=2)  # 6 x 6 folds to 3 x 3, under 4 x 4
+    net = GridUNet(2 * 64, 64, patch=2, zero_last=False)
+    assert net.read.out_channels == 4
+    # Full resolution: the four cells of a coarse cell get their own values (an upsampled
+    # coarse output would repeat one value over them).
+    out = net(torch.rand(3, 128))
+    assert out.shape == (3, 64) and torch.isfinite(out).all()
+    grid = out.reshape(3, 8, 8)
+    assert not torch.allclose(grid[:, 0::2, 0::2], grid[:, 1::2, 1::2])
+    assert torch.count_nonzero(GridUNet(2 * 64, 64, patch=2)(torch.rand(2, 128))) == 0
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), eps=st.sampled_from([0.05, 0.3, 1.0]),
        zero_a=st.booleans(), zero_b=st.booleans())
