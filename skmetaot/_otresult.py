@@ -15,7 +15,7 @@ from ot.utils import OTResult
 
 from skmetaot._backend import ArrayKind
 from skmetaot.measures import MeasurePairs
-from skmetaot.solvers.entropic import pair_geometry
+from skmetaot.solvers.entropic import pair_geometry, pair_values
 from skmetaot.solvers.plans import transport_plan
 
 
@@ -79,15 +79,10 @@ class BatchValues:
     def __getitem__(self, offset: int) -> tuple[float, float]:
         """``(value, value_linear)`` of the batch's pair ``offset``."""
         if self._values is None:
-            from skmetaot.solvers.plans import plan_values
-
             pairs, indices, f, g, epsilon, cost, cost_matrix = self._inputs
-            geometry, _ = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
+            value, linear = pair_values(pairs, indices, f, g, epsilon=epsilon, cost=cost,
                                         cost_matrix=cost_matrix)
-            value, linear = plan_values(geometry, f, g)
-            # plan_values gives <C, P> + eps sum P (log P - 1); POT's value drops the -1, i.e.
-            # adds eps sum P, and sum P = sum b = 1 exactly because g = g(f).
-            self._values = ((value + epsilon).tolist(), linear.tolist())
+            self._values = (value.tolist(), linear.tolist())
             self._inputs = None
         return self._values[0][offset], self._values[1][offset]
 

@@ -19,6 +19,7 @@ import skmetaot._otresult
 import skmetaot.estimators._refinement
 import skmetaot.estimators.meta_sinkhorn
 import skmetaot.solvers.entropic
+import skmetaot.solvers.result
 from skmetaot import HistogramPairs, MetaICNNTransport, MetaSinkhornTransport, pairs_from_images
 from skmetaot.solvers import sinkhorn, solve_pairs
 from skmetaot.solvers.entropic import default_batch_size, pair_plans
@@ -166,7 +167,7 @@ def test_refine_materialises_no_plan_until_one_is_read(fitted, digits, monkeypat
     _, test = digits
     built = []
     for module in (skmetaot._otresult, skmetaot.estimators.meta_sinkhorn,
-                   skmetaot.solvers.entropic):
+                   skmetaot.solvers.result):
         original = module.transport_plan
 
         def counting(cost, f, g, epsilon, original=original):

@@ -224,3 +224,25 @@ def test_result_to_pot_and_its_public_state(cloud_pairs):
     np.testing.assert_array_equal(res.state.n_iter.numpy(), res.n_iter)
     np.testing.assert_allclose(res.state.f[0, : len(res.f[0])].numpy(), res.f[0])
     assert res.pairs.n_pairs == len(cloud_pairs)
+
+
+def test_result_values_match_pot_and_the_otresults(cloud_pairs, rng):
+    # The values of ragged pairs, batched, equal each OTResult's and POT's own solve.
+    res = sinkhorn(cloud_pairs, epsilon=0.05, tol=1e-11, max_iter=20_000)
+    value, linear = res.values()
+    assert value.shape == linear.shape == (len(cloud_pairs),)
+    for k, out in enumerate(res.to_pot()):
+        assert value[k] == pytest.approx(out.value, rel=1e-12)
+        assert linear[k] == pytest.approx(out.value_linear, rel=1e-12)
+    (x, a), (y, b) = cloud_pairs[1]
+    pot = ot.solve(ot.dist(x, y), a / a.sum(), b / b.sum(), reg=0.05, reg_type="entropy",
+                   max_iter=100_000, tol=1e-13)
+    assert value[1] == pytest.approx(pot.value, rel=1e-7)
+    assert linear[1] == pytest.approx(pot.value_linear, rel=1e-7)
+    # One problem gives floats; torch in gives torch out.
+    one = sinkhorn(a, b, x=x, y=y, epsilon=0.05, tol=1e-11, max_iter=20_000)
+    assert isinstance(one.values()[0], float)
+    assert one.values()[0] == pytest.approx(value[1], rel=1e-9)
+    x_t, y_t = torch.from_numpy(rng.random((5, 2))), torch.from_numpy(rng.random((4, 2)))
+    res_t = sinkhorn(torch.ones(2, 5), torch.ones(2, 4), x=x_t, y=y_t, epsilon=0.1, tol=1e-10)
+    assert isinstance(res_t.values()[1], torch.Tensor)

@@ -2,129 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from skmetaot._backend import ArrayKind, resolve_device, resolve_dtype
-from skmetaot.costs import CostSpec, is_sqeuclidean
-from skmetaot.geometry import DENSE_CHUNK_ELEMENTS, make_geometry
+from skmetaot._backend import resolve_device, resolve_dtype
+from skmetaot.costs import CostSpec
 from skmetaot.measures import MeasurePairs, as_pairs
 from skmetaot.solvers._inputs import (
     _check_precision_and_autograd,
     _check_scalars,
     _pairs_from_arrays,
 )
+
+# Re-exported: the batching and the result lived here before batches.py and result.py held them.
+from skmetaot.solvers.batches import (  # noqa: F401
+    CPU_BATCH_ELEMENTS,
+    _device_of,
+    default_batch_size,
+    pair_geometry,
+)
 from skmetaot.solvers.initializers import PairBatch, ZerosInitializer, as_initializer, initial_f
+from skmetaot.solvers.result import (  # noqa: F401
+    SinkhornResult,
+    iter_plans_and_costs,
+    pair_plans,
+    pair_values,
+)
 from skmetaot.solvers.sinkhorn import (
-    Geometry,
     SinkhornState,
     solve_batch,
-    transport_plan,
     warn_unconverged,
 )
-
-
-def pair_geometry(
-    pairs: MeasurePairs,
-    indices: list[int],
-    *,
-    epsilon: float,
-    cost: CostSpec,
-    cost_matrix: torch.Tensor | None,
-    geometry: str = "auto",
-) -> tuple[Geometry, tuple[torch.Tensor, ...]]:
-    """Geometry and padded ``(x, a, y, b)`` of the pairs ``indices``.
-
-    Parameters
-    ----------
-    pairs : MeasurePairs
-    indices : list of int
-    epsilon : float
-    cost : str or callable
-    cost_matrix : torch.Tensor, optional
-        (n, m) shared or (N, n, m) per-pair costs overriding ``cost``.
-    geometry : {"auto", "dense", "online"}, default="auto"
-        As in :func:`~skmetaot.sinkhorn`.
-
-    Returns
-    -------
-    geometry : DenseGeometry, GridGeometry or OnlineGeometry
-    tensors : tuple of torch.Tensor
-        ``(x, a, y, b)`` as returned by :meth:`MeasurePairs.padded`.
-    """
-    x, a, y, b = pairs.padded(indices)
-    tensors = (x, a, y, b)
-    if cost_matrix is not None:
-        matrix = cost_matrix if cost_matrix.ndim == 2 else cost_matrix[indices]
-        return make_geometry(epsilon=epsilon, cost_matrix=matrix, kind=geometry), tensors
-    if geometry == "auto" and pairs.shared_support and is_sqeuclidean(cost):
-        grid = pairs.grid_geometry(epsilon)  # cached on the pairs, per epsilon
-        if grid is not None:
-            return grid, tensors
-    return make_geometry(epsilon=epsilon, x=x, y=y, cost=cost, kind=geometry), tensors
-
-
-#: Elements of a batch's (B, n + m) working tensors on a CPU (2 MB in float64): beyond the
-#: cache, larger batches of problems on shared supports only run slower there.
-CPU_BATCH_ELEMENTS = 1 << 18
-
-
-def default_batch_size(
-    pairs: MeasurePairs,
-    *,
-    cost: CostSpec = "sqeuclidean",
-    cost_matrix: torch.Tensor | None = None,
-    dense: bool = False,
-) -> int:
-    """Problems per batch that keep a batch's intermediate tensors within the memory budget.
-
-    The budget is :data:`~skmetaot.geometry.DENSE_CHUNK_ELEMENTS` elements (256 MB in
-    float64). A batch that forms (B, n, m) tensors (per-pair supports or costs, plans, maps:
-    ``dense=True``) holds ``n m`` elements per problem. On shared supports a Sinkhorn step,
-    a prediction or the values of a plan hold O(n + m), with a worst case (the kernels'
-    exact fallback) of ``n m`` for a dense kernel and ``n`` times the longest axis on a grid;
-    on a CPU the batch is further capped at ``CPU_BATCH_ELEMENTS / (n + m)`` problems, which
-    run fastest there.
-
-    Parameters
-    ----------
-    pairs : MeasurePairs
-        The pairs (their sizes, supports and device decide).
-    cost : str or callable, default="sqeuclidean"
-    cost_matrix : torch.Tensor, optional
-        (n, m) or (N, n, m) costs overriding ``cost``.
-    dense : bool, default=False
-        Whether the batch forms (B, n, m) tensors.
-
-    Returns
-    -------
-    int
-        At least 1.
-
-    Examples
-    --------
-    >>> from skmetaot.datasets import make_mnist_pairs
-    >>> pairs = make_mnist_pairs(10, split="test", random_state=0)  # 28 x 28 grids, on the CPU
-    >>> default_batch_size(pairs), default_batch_size(pairs, dense=True)
-    (167, 54)
-    """
-    if pairs.n_pairs == 1:  # one batch whatever the budget: batch-1 calls skip the sizing
-        return 1
-    n, m = max(pairs.source_sizes), max(pairs.target_sizes)
-    per_problem = n * m
-    shared = pairs.shared_support and (cost_matrix is None or cost_matrix.ndim == 2)
-    if not shared or dense:
-        return max(1, DENSE_CHUNK_ELEMENTS // per_problem)
-    grid_x, grid_y = getattr(pairs, "grid_x", None), getattr(pairs, "grid_y", None)
-    if cost_matrix is None and is_sqeuclidean(cost) and grid_x is not None and (
-            grid_y is not None):
-        per_problem = max(n * max(len(v) for v in grid_y), m * max(len(u) for u in grid_x))
-    size = DENSE_CHUNK_ELEMENTS // per_problem
-    if _device_of(pairs).type == "cpu":
-        size = min(size, CPU_BATCH_ELEMENTS // (n + m))
-    return max(1, size)
 
 
 def solve_pairs(
@@ -206,143 +115,6 @@ def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:
     width = max(p.shape[1] for p in parts)
     return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1]), value=float("-inf"))
                       for p in parts])
-
-
-@dataclass
-class SinkhornResult:
-    """What :func:`sinkhorn` returns, in the user's array kind (numpy or torch).
-
-    Attributes
-    ----------
-    f, g : array of shape (N, n), (N, m), or list of arrays
-        Dual potentials in cost units; -inf on zero-weight atoms; ``g = g(f)`` exactly. Shapes
-        (n,) and (m,) for one problem, and lists of 1-D arrays when the pairs have different
-        sizes.
-    n_iter : array of shape (N,)
-        Iterations per problem.
-    errors : array of shape (N,)
-        L1 marginal error ``|P 1 - a|_1 + |P^T 1 - b|_1`` at the returned potentials.
-    converged : array of shape (N,)
-        Whether each problem reached ``tol``.
-    epsilon : float
-        The regularisation used.
-    plans : array of shape (N, n, m) or None
-        The couplings when ``return_plan=True`` (else call :meth:`plan`).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skmetaot import sinkhorn
-    >>> a, b = np.full((2, 3), 1 / 3), np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
-    >>> res = sinkhorn(a, b, x=np.eye(3), y=np.eye(3), epsilon=0.1, tol=1e-6)
-    >>> res.f.shape, res.n_iter.shape, bool(res.converged.all())
-    ((2, 3), (2,), True)
-    >>> res.plan().sum(-2).round(3)  # the b-marginal is exact: g = g(f)
-    array([[0.2 , 0.3 , 0.5 ],
-           [0.5 , 0.25, 0.25]])
-    >>> [r.status for r in res.to_pot()]  # POT's OTResult, one per problem
-    ['converged', 'converged']
-    """
-
-    f: Any
-    g: Any
-    n_iter: Any
-    errors: Any
-    converged: Any
-    epsilon: float
-    plans: Any = None
-    _state: SinkhornState | None = field(default=None, repr=False)
-    _pairs: MeasurePairs | None = field(default=None, repr=False)
-    _cost: Any = field(default=None, repr=False)
-    _cost_matrix: torch.Tensor | None = field(default=None, repr=False)
-    _single: bool = field(default=False, repr=False)
-
-    @property
-    def state(self) -> SinkhornState:
-        """The solver's tensors (potentials padded to the largest pair, per-pair counters)."""
-        return self._state
-
-    @property
-    def pairs(self) -> MeasurePairs:
-        """The solved pairs, as the solver saw them (weights normalised)."""
-        return self._pairs
-
-    def plan(self) -> Any:
-        """The couplings ``P_ij = exp((f_i + g_j - C_ij)/eps)``, one per problem."""
-        plans = pair_plans(self._pairs, self._state, epsilon=self.epsilon, cost=self._cost,
-                           cost_matrix=self._cost_matrix)
-        return _to_user(plans, self._single, kind=self._pairs.kind)
-
-    def to_pot(self) -> list:
-        """One POT ``ot.utils.OTResult`` per problem (:func:`skmetaot.pot.to_otresult`).
-
-        Each holds its potentials, value, status and log, and builds its ``plan`` when read.
-
-        Returns
-        -------
-        list of ot.utils.OTResult
-        """
-        from skmetaot.pot import otresults_from_state
-
-        return otresults_from_state(self._pairs, self._state, epsilon=self.epsilon,
-                                    cost=self._cost, cost_matrix=self._cost_matrix)
-
-
-def iter_plans_and_costs(
-    pairs: MeasurePairs,
-    state: SinkhornState,
-    *,
-    epsilon: float,
-    cost: CostSpec,
-    cost_matrix: torch.Tensor | None = None,
-):
-    """Yield ``(plan, cost)`` of each solved pair, trimmed to its sizes, in order.
-
-    Plans are computed a batch at a time from one geometry per batch, so a shared cost is
-    built once per batch.
-    """
-    step = default_batch_size(pairs, cost=cost, cost_matrix=cost_matrix, dense=True)
-    sizes = list(zip(pairs.source_sizes, pairs.target_sizes, strict=True))
-    for start in range(0, pairs.n_pairs, step):
-        indices = list(range(start, min(start + step, pairs.n_pairs)))
-        geometry, _ = pair_geometry(pairs, indices, epsilon=epsilon, cost=cost,
-                                    cost_matrix=cost_matrix)
-        matrix = geometry.cost_matrix()
-        plans = transport_plan(matrix, state.f[indices], state.g[indices], epsilon)
-        for offset, k in enumerate(indices):
-            n, m = sizes[k]
-            pair_cost = matrix[offset] if matrix.ndim == 3 else matrix
-            yield plans[offset, :n, :m], pair_cost[:n, :m]
-
-
-def pair_plans(
-    pairs: MeasurePairs,
-    state: SinkhornState,
-    *,
-    epsilon: float,
-    cost: CostSpec,
-    cost_matrix: torch.Tensor | None = None,
-) -> list[torch.Tensor] | torch.Tensor:
-    """Plans of solved pairs: a (N, n, m) tensor for equal sizes, else a list of (n_k, m_k)."""
-    plans = [plan for plan, _ in iter_plans_and_costs(pairs, state, epsilon=epsilon, cost=cost,
-                                                      cost_matrix=cost_matrix)]
-    if len({tuple(p.shape) for p in plans}) == 1:
-        return torch.stack(plans)
-    return plans
-
-
-def _to_user(values, single: bool, *, kind: ArrayKind):
-    if isinstance(values, list):
-        out = [kind.wrap(v) for v in values]
-        return out[0] if single else out
-    out = kind.wrap(values)
-    return out[0] if single else out
-
-
-def _trim(values: torch.Tensor, sizes: list[int], pairs: MeasurePairs):
-    if pairs.shared_support or len(set(sizes)) == 1:
-        return values[:, : sizes[0]]
-    return [values[k, :n] for k, n in enumerate(sizes)]
 
 
 def sinkhorn(
@@ -481,20 +253,8 @@ def sinkhorn(
     state = solve_pairs(pairs, epsilon=epsilon, cost=cost, cost_matrix=cost_matrix, init=init,
                         tol=tol, max_iter=max_iter, batch_size=batch_size, geometry=geometry,
                         warn=warn)
-    result = SinkhornResult(
-        f=_to_user(_trim(state.f, pairs.source_sizes, pairs), single, kind=kind),
-        g=_to_user(_trim(state.g, pairs.target_sizes, pairs), single, kind=kind),
-        n_iter=_to_user(state.n_iter, single, kind=kind),
-        errors=_to_user(state.errors, single, kind=kind),
-        converged=_to_user(state.converged, single, kind=kind),
-        epsilon=float(epsilon),
-        _state=state, _pairs=pairs, _cost=cost, _cost_matrix=cost_matrix, _single=single,
-    )
+    result = SinkhornResult.from_state(state, pairs, epsilon=epsilon, cost=cost,
+                                       cost_matrix=cost_matrix, single=single, kind=kind)
     if return_plan:
         result.plans = result.plan()
     return result
-
-
-def _device_of(pairs: MeasurePairs) -> torch.device:
-    weights = pairs.a if isinstance(pairs.a, torch.Tensor) else pairs.a[0]
-    return weights.device
