@@ -254,6 +254,28 @@ def test_supports_built_in_another_precision_are_the_same_supports():
         fitted.predict_potentials(doubles)
 
 
+def test_checked_supports_are_remembered_by_identity_and_version_only():
+    # A support that passed the check is not compared again, unless it changed in place; the
+    # cache is neither pickled nor kept across a new fit on other supports.
+    images = load_digits().images
+    fitted = MetaSinkhornTransport(**{**SMALL, "max_iter": 2}).fit(
+        pairs_from_images(images[:8].astype(np.float32), images[8:16].astype(np.float32)))
+    doubles = pairs_from_images(images[16:20], images[20:24])
+    first = fitted.predict_potentials(doubles)[0]
+    np.testing.assert_array_equal(fitted.predict_potentials(doubles)[0], first)
+    assert "_cache_supports" not in pickle.loads(pickle.dumps(fitted)).__dict__
+    doubles.x.add_(1.0 / 8)  # in place: the same tensor object, a new version
+    with pytest.raises(ValueError, match="supports differ"):
+        fitted.predict_potentials(doubles)
+    doubles.x.sub_(1.0 / 8)
+    assert fitted.predict_potentials(doubles)[0].shape == (4, 64)
+    fitted.fit(pairs_from_images(images[:8, ::2, ::2], images[8:16, ::2, ::2]))  # 4 x 4 grids
+    with pytest.raises(ValueError, match="atoms"):
+        fitted.predict_potentials(doubles)
+    coarse = pairs_from_images(images[16:20, ::2, ::2], images[20:24, ::2, ::2])
+    assert fitted.predict_potentials(coarse)[0].shape == (4, 16)
+
+
 @pytest.mark.parametrize("init", ["zeros", "meta"])
 def test_benchmark_chained_tolerances_count_the_direct_iterations(fitted, digits_split, init):
     # B2 measures 1e-2 and 1e-3 along one run per pair; it must count what a direct run counts.

@@ -108,7 +108,8 @@ class BaseOTEstimator(BaseEstimator):
     # -- persistence --------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        state = dict(state)
+        # Caches (``_cache_*``: checked supports, kernels) are rebuilt on first use, not saved.
+        state = {name: value for name, value in state.items() if not name.startswith("_cache_")}
         for name, value in list(state.items()):
             if isinstance(value, torch.nn.Module):
                 state[name] = copy.deepcopy(value).cpu()

@@ -21,6 +21,7 @@ from skmetaot.amortize import (
 from skmetaot.amortize.features import INPUTS, pair_features
 from skmetaot.costs import CostSpec
 from skmetaot.estimators._base import BaseOTEstimator, chunk_argument
+from skmetaot.estimators._fitted_supports import FittedSupports
 from skmetaot.estimators._meta_sinkhorn_training import PotentialTraining
 from skmetaot.estimators._refinement import WarmStartRefinement
 from skmetaot.measures import HistogramPairs, as_pairs
@@ -34,8 +35,8 @@ from skmetaot.solvers.plans import barycentric_map, transport_plan
 from skmetaot.solvers.sinkhorn import c_transform
 
 
-class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstimator,
-                            Initializer):
+class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, FittedSupports,
+                            BaseOTEstimator, Initializer):
     """Predict entropic OT dual potentials for new pairs of discrete measures; refine exactly.
 
     A network f_theta(a, b) maps a pair of histograms on fixed supports to the source dual
@@ -244,24 +245,13 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
                 "MetaSinkhornTransport needs histograms on supports shared by all pairs "
                 "(HistogramPairs, images or (N, 2, H, W) arrays); for pairs of point clouds "
                 "with their own supports and sizes, use MetaSinkhornCloudTransport")
-        pairs = pairs.to(self._dtype_, self._device_)
         if fitting:
-            return pairs
+            return pairs.to(self._dtype_, self._device_)
         if pairs.a.shape[1] != self.n_source_ or pairs.b.shape[1] != self.n_target_:
             raise ValueError(
                 f"the pairs have {pairs.a.shape[1]} source and {pairs.b.shape[1]} target atoms, "
                 f"but the estimator was fitted on {self.n_source_} and {self.n_target_}")
-        if pairs.x is self.support_x_ and pairs.y is self.support_y_:
-            return pairs
-        if not (_same_support(pairs.x, self.support_x_)
-                and _same_support(pairs.y, self.support_y_)):
-            raise ValueError("the pairs' supports differ from the supports seen in fit")
-        # Checked once: the pairs now hold the fitted supports (equal up to rounding), so the
-        # solver's batches of them (init_f) and later calls pass on identity, not allclose.
-        checked = object.__new__(HistogramPairs)
-        checked.__dict__.update(pairs.__dict__)
-        checked.x, checked.y = self.support_x_, self.support_y_
-        return checked
+        return self._on_fitted_supports(pairs)
 
     # -- training -----------------------------------------------------------------------------
     def _geometry(self, pairs: HistogramPairs):
@@ -537,12 +527,3 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, BaseOTEstima
         pairs = self._validate_pairs(pairs, fitting=False)
         return self._mean_dual(self._geometry(pairs), pairs,
                                torch.arange(pairs.n_pairs, device=self._device_), chunk_size)
-
-
-def _same_support(points: torch.Tensor, fitted: torch.Tensor) -> bool:
-    """Equal up to rounding: the same grid built in float64 and float32 differs in the last bit."""
-    if points is fitted:  # pairs selected from the fitted collection: nothing to compare
-        return True
-    tolerance = 8 * torch.finfo(fitted.dtype).eps
-    return points.shape == fitted.shape and torch.allclose(points, fitted, rtol=tolerance,
-                                                           atol=tolerance)
