@@ -13,8 +13,8 @@ from sklearn.utils import _safe_indexing
 import skmetaot
 from skmetaot import HistogramPairs, MeasurePairs, MetaSinkhornTransport, as_pairs
 from skmetaot.datasets import make_mnist_pairs
-from skmetaot.estimators._collection import as_measure_collection
 from skmetaot.measures import concat_pairs
+from skmetaot.measures.continuous import as_measure_collection
 
 
 def test_splitters_index_histogram_pairs_into_collections():

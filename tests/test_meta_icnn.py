@@ -11,7 +11,7 @@ from skmetaot import MetaICNNTransport, TransportPotential
 from skmetaot.amortize import TrainingDiverged
 from skmetaot.amortize.w2gn import refine_w2gn
 from skmetaot.datasets import make_gaussian_pair
-from skmetaot.estimators._collection import as_measure_collection
+from skmetaot.measures.continuous import as_measure_collection
 
 SMALL = dict(icnn_hidden_sizes=(16,), encoder_features=32, hidden_layer_sizes=(64,),
              batch_size=4, n_samples=128, pretrain_iter=100, refine_max_iter=50)

@@ -19,8 +19,8 @@ from harness.common import machine_info, markdown_table, timed
 from skmetaot import MetaICNNTransport
 from skmetaot.amortize.w2gn import refine_w2gn
 from skmetaot.datasets import load_color_images, make_gaussian_pair_samples, make_gaussian_pairs
-from skmetaot.estimators._collection import as_measure_collection
 from skmetaot.estimators._standardise import pair_standardisations
+from skmetaot.measures.continuous import as_measure_collection
 
 #: Pixels of each image on which the dual is evaluated (a fixed subsample).
 EVAL_PIXELS = 4096

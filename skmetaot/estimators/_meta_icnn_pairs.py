@@ -18,11 +18,6 @@ import torch
 from skmetaot._backend import as_float_tensor, check_points_input
 from skmetaot._validation import check_positive_int
 from skmetaot.amortize.w2gn import AffineBaseline, gaussian_baseline
-from skmetaot.estimators._collection import (
-    ENCODE_POINTS,
-    MeasureCollection,
-    as_measure_collection,
-)
 from skmetaot.estimators._potential import TransportPotential
 from skmetaot.estimators._standardise import (
     Standardisation,
@@ -31,6 +26,11 @@ from skmetaot.estimators._standardise import (
     standardised_samples,
 )
 from skmetaot.geometry import DENSE_CHUNK_ELEMENTS
+from skmetaot.measures.continuous import (
+    ENCODE_POINTS,
+    MeasureCollection,
+    as_measure_collection,
+)
 from skmetaot.nn.encoders import ENCODERS
 from skmetaot.nn.hypernetwork import FunctionalPotential, GradientMap
 

@@ -15,8 +15,8 @@ import torch
 from skmetaot.amortize import TrainingHistory
 from skmetaot.amortize.w2_losses import DIVERGED_LOSS, pretrain_identity
 from skmetaot.amortize.w2gn import w2gn_loss
-from skmetaot.estimators._collection import MeasureCollection, concat_collections
 from skmetaot.estimators._standardise import pair_standardisations
+from skmetaot.measures.continuous import MeasureCollection, concat_collections
 from skmetaot.nn import ICNN
 from skmetaot.nn.encoders import ENCODERS
 from skmetaot.nn.hypernetwork import PairHypernetwork

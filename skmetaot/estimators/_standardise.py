@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from skmetaot.estimators._collection import MeasureCollection
+    from skmetaot.measures.continuous import MeasureCollection
 
 
 def _dims(tensor: torch.Tensor, extra: int) -> torch.Tensor:

@@ -8,6 +8,10 @@ Two containers:
 * :class:`~skmetaot.MeasurePairs`: N pairs of weighted point clouds, each with its own support
   and size.
 
+Pairs of *continuous* measures (point clouds or images sampled at every training step, for
+:class:`~skmetaot.MetaICNNTransport`) are index pairs into a list of distinct measures:
+``skmetaot.measures.continuous``.
+
 :func:`~skmetaot.as_pairs` turns every accepted input form into one of them, and
 :func:`~skmetaot.pairs_from_images` builds grid histograms from images.
 
