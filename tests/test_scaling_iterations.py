@@ -198,3 +198,21 @@ def test_absorbing_from_a_warm_start_and_with_many_absorptions(monkeypatch):
     fast, calls = _absorbing_solve(monkeypatch, geometry, a, b, absorb=True, f_init=f)
     assert calls == [True]
     _assert_same(fast, slow, rtol=1e-8)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_absorbing_batches_beyond_the_cache_budget_run_in_chunks(monkeypatch, batched):
+    geometry, a, b = _small_epsilon_problem(batched, n_pairs=5)
+    a[1, 10:] = 0.0  # one problem's own zeros: its chunk restricts to its atoms with mass
+    a = a / a.sum(1, keepdim=True)
+    f = 0.01 * torch.randn(a.shape, generator=torch.Generator().manual_seed(5),
+                           dtype=torch.float64)
+    whole, calls = _absorbing_solve(monkeypatch, geometry, a, b, absorb=True, f_init=f)
+    assert calls == [True]
+    # Two problems' kernels per run: chunks of 2, 2 and 1, the same iterates as one run.
+    monkeypatch.setattr(SCALING, "ABSORBED_CPU_BYTES", 2 * 8 * 25 * 35)
+    assert SCALING.absorbing_chunk(geometry, torch.float64, a, b, f) == 2
+    chunked, calls = _absorbing_solve(monkeypatch, geometry, a, b, absorb=True, f_init=f)
+    assert calls == [True] * 3
+    assert torch.equal(chunked.n_iter, whole.n_iter)
+    _assert_same(chunked, whole, rtol=1e-10)

@@ -31,7 +31,8 @@ from skmetaot._softmin import exp_or_zero_, log_weights
 from skmetaot.geometry import KERNEL_ELEMENTS, Geometry
 from skmetaot.solvers.halfstep import source_marginal_error, sweep
 
-__all__ = ["SCALING_RANGE", "Finished", "absorbing_applies", "absorbing_iterations",
+__all__ = ["ABSORBED_CPU_BYTES", "SCALING_RANGE", "Finished", "absorbing_applies",
+           "absorbing_chunk", "absorbing_iterations",
            "first_iteration", "scaling_applies", "scaling_iterations"]
 
 #: Scaling iterations are tried when ``max C / eps`` is at most this: every kernel entry is then
@@ -60,6 +61,26 @@ def absorbing_applies(geometry: Geometry, work: torch.dtype, a: torch.Tensor,
     if a.shape[0] * n * m > KERNEL_ELEMENTS:
         return False
     return _no_graph(work, a, b, f_init)
+
+
+#: On a CPU, the float64 absorbed kernels of one run of :func:`absorbing_iterations` (one per
+#: problem, read twice per iteration) are kept within this many bytes, so that they stay in the
+#: last-level cache: at 100 x 10,000 (7.6 MB a kernel, 32 MB L3, one thread) the two products
+#: cost 197 us per problem alone, 315 at two problems and 773 at eight.
+ABSORBED_CPU_BYTES = 12 << 20
+
+
+def absorbing_chunk(geometry: Geometry, work: torch.dtype, a: torch.Tensor, b: torch.Tensor,
+                    f_init: torch.Tensor | None) -> int:
+    """Problems per run of :func:`absorbing_iterations`.
+
+    The whole batch, except on a CPU: no more problems than their kernels fit
+    :data:`ABSORBED_CPU_BYTES`, and at least one.
+    """
+    batch = a.shape[0]
+    if a.device.type != "cpu" or not absorbing_applies(geometry, work, a, b, f_init):
+        return batch
+    return max(1, min(batch, ABSORBED_CPU_BYTES // (8 * a.shape[1] * b.shape[1])))
 
 
 def _no_graph(work: torch.dtype, a: torch.Tensor, b: torch.Tensor,
@@ -271,7 +292,9 @@ def absorbing_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
         else:
             s = (u.unsqueeze(-2) @ kernel).squeeze(-2)
             v = b / s.clamp_min(_TINY)
-            t = (kernel @ v.unsqueeze(-1)).squeeze(-1)
+            # A row vector times the transposed kernel: torch's batched matrix-vector product
+            # (kernel @ v[..., None]) ran 3-7x slower per problem at batch 8-16 (one thread).
+            t = (v.unsqueeze(-2) @ kernel.transpose(-1, -2)).squeeze(-2)
             err = torch.linalg.vector_norm(torch.addcmul(a, u, t, value=-1.0), 1, -1)
             checks = torch.stack((
                 torch.where(on_b, s, math.inf).amin(-1).div_(u.amax(-1)).amin(),

@@ -147,6 +147,18 @@ def solve_batch(
     # no conversion per reduction, and the float32 result is rounded once, at the end.
     work = getattr(geometry, "work_dtype", a.dtype)
     fast = scaling.scaling_applies(geometry, work, a, b, f_init)
+    chunk = a.shape[0] if fast else scaling.absorbing_chunk(geometry, work, a, b, f_init)
+    if chunk < a.shape[0]:
+        # Each chunk restricted to its own atoms with mass, its kernels within the cache.
+        parts = [solve_batch(geometry.select(rows), a[rows], b[rows],
+                             None if f_init is None else f_init[rows], tol=tol,
+                             max_iter=max_iter, warn=False)
+                 for rows in torch.arange(a.shape[0], device=a.device).split(chunk)]
+        state = SinkhornState(*(torch.cat([getattr(part, name) for part in parts])
+                                for name in ("f", "g", "n_iter", "errors", "converged")))
+        if warn:
+            warn_unconverged(state.errors, state.converged, tol=tol, max_iter=max_iter)
+        return state
     # Grids in the scaling domain keep their atoms without mass (they cost nothing there, and
     # at batch 1 the restriction's operator calls would cost more than smaller products save).
     sizes = None
