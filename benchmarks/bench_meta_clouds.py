@@ -31,6 +31,8 @@ def main() -> None:
                         help="training seconds (default: %(default)s)")
     parser.add_argument("--unroll-steps", type=int, default=10,
                         help="unroll_steps of the trained model (default: %(default)s)")
+    parser.add_argument("--regression-weight", type=float, default=0.0,
+                        help="regression_weight of the trained model (default: %(default)s)")
     parser.add_argument("--state-dir", type=Path, default=Path("runs"))
     parser.add_argument("--evaluate", nargs="+", default=[],
                         help="FAMILY[:LABEL]=PATH of saved models to evaluate")
@@ -43,11 +45,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.train:
         args.state_dir.mkdir(parents=True, exist_ok=True)
-        state = (args.state_dir
-                 / f"clouds_{args.train}_{args.encoder}_unroll{args.unroll_steps}.pkl")
+        regression = (f"_regression{args.regression_weight:g}" if args.regression_weight
+                      else "")
+        state = (args.state_dir / f"clouds_{args.train}_{args.encoder}_unroll"
+                                  f"{args.unroll_steps}{regression}.pkl")
         meta_clouds.train(args.train, args.encoder, args.seconds, state,
                           log=lambda line: print(line, flush=True),
-                          unroll_steps=args.unroll_steps)
+                          unroll_steps=args.unroll_steps,
+                          regression_weight=args.regression_weight)
     if args.evaluate:
         models = dict(item.split("=", 1) for item in args.evaluate)
         payload = meta_clouds.run_evaluation({k: Path(v) for k, v in models.items()},

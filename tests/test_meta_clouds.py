@@ -14,6 +14,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from skmetaot import MeasurePairs, MetaSinkhornCloudTransport
+from skmetaot.amortize import potential_regression_error
 from skmetaot.amortize.cloud_features import cloud_features
 from skmetaot.datasets import (
     gaussian_mixture_cloud_sampler,
@@ -23,7 +24,9 @@ from skmetaot.datasets import (
     mnist_cloud_sampler,
     sphere_cloud_sampler,
 )
+from skmetaot.geometry import DenseGeometry
 from skmetaot.sampling import CloudSampler, PairSampler
+from skmetaot.solvers.sinkhorn import solve_batch
 
 
 def _pairs(sizes, dim=2, seed=0, weights=True):
@@ -179,6 +182,8 @@ def test_sklearn_conventions_and_pickle():
     ({"n_layers": 0}, "n_layers"),
     ({"cost": "manhattan"}, "cost"),
     ({"learning_rate_schedule": "step"}, "learning_rate_schedule"),
+    ({"regression_weight": -1.0}, "regression_weight"),
+    ({"regression_weight": float("nan")}, "regression_weight"),
 ])
 def test_bad_parameters(params, message):
     with pytest.raises(ValueError, match=message):
@@ -219,3 +224,34 @@ def test_cloud_families():
         mnist_cloud_sampler(2, split="validation")
     with pytest.raises(TypeError, match="draw_pairs"):
         CloudSampler(None)
+
+
+def test_regression_loss_trains_towards_the_solved_potential():
+    pairs = make_gaussian_mixture_clouds(4, 3, n_points=(8, 12), random_state=2)
+    est = MetaSinkhornCloudTransport(epsilon=0.2, width=8, n_heads=2, max_iter=1, batch_size=4,
+                                     device="cpu", random_state=0).fit(pairs)
+    x, a, y, b, cost = est._tensors(pairs)
+    a[0, :2] = 0.0  # atoms without mass take no part
+    a = a / a.sum(1, keepdim=True)
+    geometry = DenseGeometry(cost.double(), 0.2)
+    a, b = a.double(), b.double()
+    solved = solve_batch(geometry, a, b, None, tol=1e-10, max_iter=20000).f
+    scale = torch.ones(4, dtype=torch.float64)
+    at_solution = potential_regression_error(geometry, solved.nan_to_num(neginf=5.0), a, b,
+                                             scale, tol=1e-10, max_iter=20000)
+    assert float(at_solution.max()) < 1e-12  # zero at the solution, whatever f is off the mass
+    f = torch.zeros_like(a, requires_grad=True)
+    error = potential_regression_error(geometry, f, a, b, scale, tol=1e-10, max_iter=20000)
+    shifted = potential_regression_error(geometry, f + 2.0, a, b, scale, tol=1e-10,
+                                         max_iter=20000)
+    torch.testing.assert_close(error, shifted)
+    assert bool((error > 0).all())
+    error.sum().backward()
+    assert bool((f.grad[0, :2] == 0).all())  # no gradient without mass
+    stepped = potential_regression_error(geometry, (f - 0.1 * f.grad).detach(), a, b, scale,
+                                         tol=1e-10, max_iter=20000)
+    assert bool((stepped < error.detach()).all())
+    trained = MetaSinkhornCloudTransport(epsilon=0.2, width=8, n_heads=2, max_iter=2,
+                                         batch_size=4, regression_weight=10.0, device="cpu",
+                                         random_state=0).fit(pairs)
+    assert np.isfinite(trained.history_["loss"]).all()

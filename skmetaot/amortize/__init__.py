@@ -5,6 +5,7 @@ from skmetaot.amortize.features import first_sinkhorn_step, pair_features
 from skmetaot.amortize.losses import (
     entropic_dual_value,
     error_after_update,
+    potential_regression_error,
     unrolled_marginal_error,
 )
 from skmetaot.amortize.training import TrainingDiverged, TrainingHistory, train
@@ -18,6 +19,7 @@ __all__ = [
     "error_after_update",
     "first_sinkhorn_step",
     "pair_features",
+    "potential_regression_error",
     "train",
     "unrolled_marginal_error",
 ]

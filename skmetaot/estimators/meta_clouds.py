@@ -10,10 +10,16 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from skmetaot._validation import (
+    check_non_negative_float,
     check_positive_int,
     one_of,
 )
-from skmetaot.amortize import TrainingHistory, entropic_dual_value, unrolled_marginal_error
+from skmetaot.amortize import (
+    TrainingHistory,
+    entropic_dual_value,
+    potential_regression_error,
+    unrolled_marginal_error,
+)
 from skmetaot.amortize.cloud_features import N_ATOM_FEATURES, cloud_features
 from skmetaot.costs import CostSpec, pairwise_cost
 from skmetaot.estimators._base import BaseOTEstimator, chunk_argument
@@ -85,6 +91,12 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
     unroll_steps : int, default=0
         When positive, the loss adds the L1 marginal error left after this many differentiable
         Sinkhorn iterations from the prediction.
+    regression_weight : float, default=0.0
+        When positive, the loss adds this times the squared distance of the prediction to the
+        potential solved (to ``tol / 10``, warm-started from the prediction) in each step, up
+        to a constant and in units of the pair's mean cost
+        (:func:`skmetaot.amortize.potential_regression_error`): it weighs the slow directions
+        of Sinkhorn, where the dual and the marginal error are flat, as much as the others.
     device : str, default="auto"
     dtype : {"float32", "float64"}, default="float32"
     random_state : int, RandomState or None
@@ -131,6 +143,7 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
         refine_max_iter: int = 1000,
         grad_clip: float = 1.0,
         unroll_steps: int = 0,
+        regression_weight: float = 0.0,
         device: str = "auto",
         dtype: str = "float32",
         random_state: Any = None,
@@ -153,6 +166,7 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
         self.refine_max_iter = refine_max_iter
         self.grad_clip = grad_clip
         self.unroll_steps = unroll_steps
+        self.regression_weight = regression_weight
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
@@ -164,7 +178,7 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
     _parameter_rules = {
         "width": check_positive_int, "n_layers": check_positive_int,
         "n_heads": check_positive_int, "encoder": one_of(ENCODERS),
-        "baseline": one_of(BASELINES)}
+        "baseline": one_of(BASELINES), "regression_weight": check_non_negative_float}
 
     def _check_own_params(self) -> None:
         if self.encoder == "attention" and self.width % self.n_heads:
@@ -289,6 +303,10 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
             loss = -(entropic_dual_value(geometry, f, a, b) / scale).mean()
             if self.unroll_steps:
                 loss = loss + unrolled_marginal_error(geometry, f, a, b, self.unroll_steps).mean()
+            if self.regression_weight:
+                loss = loss + self.regression_weight * potential_regression_error(
+                    geometry, f, a, b, scale, tol=self.tol / 10,
+                    max_iter=self.refine_max_iter).mean()
             return loss
 
         self._train_loop(
