@@ -19,6 +19,7 @@ recomputed in float64 from the returned potentials against the original weights.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from typing import Any
@@ -152,6 +153,9 @@ def run(mode: str = "full", *, seed: int = 0, device: str = "cpu", ott: bool = T
     if train_seconds is not None:
         settings["train_seconds"] = float(train_seconds)
     found, missing = _peers.available(["ott"] if ott else [])
+    if "ott" in found and importlib.util.find_spec("flax") is None:
+        # OTT's MetaInitializer builds its network with flax, which ott-jax does not install.
+        found, missing = [], [*missing, "ott (its MetaInitializer needs flax)"]
     est, ours_info = train_ours(settings, seed, device)
     if progress:
         print(f"ours: {ours_info['steps']} steps in {ours_info['train s']:.0f} s", flush=True)
