@@ -55,19 +55,21 @@ def _histograms(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat[:, 0], flat[:, 1]
 
 
-def _back_to_back(est, test, tol: float, ott_solvers: dict, predict, a_grid, b_grid):
+def _back_to_back(est, test, tol: float, ott: tuple | None):
     """Each library's batch-1 calls in a loop of its own over the held-out pairs.
 
     The interleaved table times each call after the other library's, whose buffers and
     compiled code have evicted the caller's from the caches; a user's loop over pairs runs one
-    library's calls back to back.
+    library's calls back to back. ``ott`` is ``(solvers, predict, a_grid, b_grid)``, or None
+    when OTT is not measured.
     """
     calls = {"skmetaot predict": lambda one, k: est.predict_potentials(one),
              "skmetaot cold sinkhorn": lambda one, k: sinkhorn(one, epsilon=EPSILON, tol=tol,
                                                                max_iter=5000, warn=False),
              "skmetaot predict + refine": lambda one, k: est.refine(one, tol=tol, max_iter=5000,
                                                                     init="meta")}
-    if ott_solvers:
+    if ott is not None:
+        ott_solvers, predict, a_grid, b_grid = ott
         calls |= {"OTT MetaInitializer predict":
                   lambda one, k: np.asarray(predict(a_grid[k], b_grid[k])),
                   "OTT cold Sinkhorn (Grid)": lambda one, k: ott_solvers[tol, "cold"](
@@ -269,9 +271,8 @@ def run(mode: str = "full", *, seed: int = 0, device: str = "cpu", ott: bool = T
         if ott_solvers:
             record("prediction", "OTT MetaInitializer predict", ott_predict_s, 0,
                    ott_pred_error, ott_predict_s)
-    loops = _back_to_back(est, test, settings["tolerances"][0], ott_solvers,
-                          predict if ott_solvers else None, a_grid if ott_solvers else None,
-                          b_grid if ott_solvers else None)
+    loops = _back_to_back(est, test, settings["tolerances"][0],
+                          (ott_solvers, predict, a_grid, b_grid) if ott_solvers else None)
     rows = []
     for (tol, method), entry in records.items():
         cold_name = "OTT cold Sinkhorn (Grid)" if method.startswith("OTT") else \
