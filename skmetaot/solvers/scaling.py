@@ -29,6 +29,7 @@ import torch
 
 from skmetaot._softmin import exp_or_zero_, log_weights
 from skmetaot.geometry import KERNEL_ELEMENTS, Geometry
+from skmetaot.solvers.check_schedule import CheckSchedule
 from skmetaot.solvers.halfstep import source_marginal_error, sweep
 
 __all__ = ["ABSORBED_CPU_BYTES", "SCALING_RANGE", "Finished", "absorbing_applies",
@@ -219,25 +220,42 @@ def scaling_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
     guard = max(a.shape[1], b.shape[1]) * _EXACT_PER_TERM
     results = Finished(a, b)
     last = max_iter - 1
-    for iteration in range(max_iter):
+    schedule = CheckSchedule(tol, last)
+    # The scaling (and iteration) the loop goes back to when a check after unchecked
+    # iterations finds a problem done: never written into, so keeping it costs nothing.
+    checked, resume, finite_due = -1, u, 0
+    iteration = 0
+    while True:
         s = geometry.apply_kernel(u, 0, grid_layout=True)
         v = b_grid / s
         t = geometry.apply_kernel(v, 1, grid_layout=True)
+        if not schedule.due(iteration):
+            u = a_grid / t
+            iteration += 1
+            continue
         err = torch.linalg.vector_norm(torch.addcmul(a_grid, u, t, value=-1.0), 1, grid_dims)
         single = err.ndim == 0
         lowest = float(err) if single else float(err.min())
-        if lowest != lowest or (not single and iteration % _FINITE_EVERY == 0
+        if lowest != lowest or (not single and iteration >= finite_due
                                 and not bool(torch.isfinite(err).all())):
             return None
+        finite_due = iteration + _FINITE_EVERY if iteration >= finite_due else finite_due
+        if (lowest < tol or iteration == last) and iteration > checked + 1:
+            # Some unchecked iteration may have stopped first: redo them, checking each.
+            iteration, u = checked + 1, resume
+            schedule.restart(iteration, every=True)
+            continue
+        checked = iteration
         if lowest < tol or iteration == last:
-            done = err < tol if iteration < last else torch.ones_like(err, dtype=torch.bool)
+            done = None if single else (err < tol if iteration < last
+                                        else torch.ones_like(err, dtype=torch.bool))
             every = single or bool(done.all())
             rows = (s, t, u, v, err) if every else [x[done] for x in (s, t, u, v, err)]
             s_done, t_done, u_done, v_done, err_done = rows
             # One synchronisation: the smallest products (NaN fails too) and the worst error.
-            low, worst = torch.stack((torch.minimum(s_done.amin(), t_done.amin()),
-                                      err_done.max())).tolist()
-            if not (low >= guard and worst < math.inf):
+            low_s, low_t, worst = torch.stack((s_done.amin(), t_done.amin(),
+                                               err_done.max())).tolist()
+            if not (low_s >= guard and low_t >= guard and worst < math.inf):
                 return None
             count = 1 if single else len(err_done)
             f_done = log_weights(u_done).view(count, -1)
@@ -255,7 +273,12 @@ def scaling_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
             t, a_grid, b_grid = t[keep], a_grid[keep], b_grid[keep]
             shift = None if shift is None else shift[keep]
             geometry = base.select(results.active)
+            schedule.restart(iteration + 1)
+        else:
+            schedule.measured(iteration, lowest)
         u = a_grid / t
+        resume = u
+        iteration += 1
     return results.outputs()
 
 
