@@ -57,6 +57,11 @@ def test_no_progress_means_every_iteration_and_the_last_is_always_checked():
     assert not schedule.due(3) and schedule.due(4) and schedule.due(10)
 
 
+def test_a_zero_tolerance_checks_ever_more_rarely_up_to_the_last_iteration():
+    seen, stop = _checked([0.5 * 0.9 ** k for k in range(200)], 0.0, last=199)
+    assert stop is None and seen[:4] == [0, 1, 4, 13] and seen[-1] == 199 and len(seen) < 10
+
+
 def _every_iteration(monkeypatch):
     monkeypatch.setattr(CHECKS.CheckSchedule, "due", lambda self, iteration: True)
 
@@ -68,7 +73,7 @@ def _assert_identical(sparse, dense):
 
 
 @pytest.mark.parametrize("n_pairs", [1, 7])
-@pytest.mark.parametrize("tol,max_iter", [(1e-2, 2000), (1e-4, 2000), (1e-4, 23)])
+@pytest.mark.parametrize("tol,max_iter", [(1e-2, 2000), (1e-4, 2000), (1e-4, 23), (0.0, 30)])
 @pytest.mark.parametrize("ahead", [0.7, 30.0])
 def test_sparse_checks_give_the_every_iteration_loop(monkeypatch, n_pairs, tol, max_iter, ahead):
     # ahead=30 overshoots the crossing by far: the loop must go back and give the same stop.

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import skmetaot
-from skmetaot import HistogramPairs, MeasurePairs, as_pairs, pairs_from_images
+from skmetaot import HistogramPairs, MeasurePairs, as_pairs, pairs_from_images, sinkhorn
+from skmetaot.datasets import make_mnist_pairs
 from skmetaot.measures import image_grid
 
 _RNG = np.random.default_rng(1234)
@@ -502,6 +503,20 @@ def test_padded_histogram_pairs(rng):
     _, a_sub, _, b_sub = pairs.padded([2, 0])
     np.testing.assert_allclose(a_sub.numpy(), pairs.a.numpy()[[2, 0]])
     np.testing.assert_allclose(b_sub.numpy(), pairs.b.numpy()[[2, 0]])
+    _, a_run, _, b_run = pairs.padded([1, 2])  # consecutive pairs: views of the weights
+    assert a_run.data_ptr() == pairs.a[1].data_ptr() and torch.equal(b_run, pairs.b[1:])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_pairs", [1, 5])
+def test_solving_pairs_leaves_their_weights_untouched(dtype, n_pairs):
+    # Batches of consecutive pairs see views of the weights: no solver may write into them.
+    pairs = make_mnist_pairs(6, split="test", random_state=2, dtype=dtype)
+    before = pairs.a.clone(), pairs.b.clone()
+    for init in ("zeros", "gaussian"):
+        sinkhorn(pairs[:n_pairs], epsilon=1e-2, tol=1e-4, init=init, warn=False)
+        sinkhorn(pairs, epsilon=3e-3, tol=1e-3, batch_size=n_pairs, warn=False)
+    assert torch.equal(pairs.a, before[0]) and torch.equal(pairs.b, before[1])
 
 
 def test_weights_are_normalised(rng):

@@ -71,7 +71,11 @@ class CheckSchedule:
         previous, self.previous = self.previous, (iteration, error)
         gap = 1
         if not self.every and previous is not None and 0.0 < error < previous[1]:
-            rate = (math.log(error) - math.log(previous[1])) / (iteration - previous[0])
-            remaining = math.log(self.tol / error) / rate  # iterations to the crossing
-            gap = max(1, min(int(_AHEAD * remaining), 3 * (iteration - previous[0])))
+            longest = 3 * (iteration - previous[0])
+            if self.tol <= 0.0:  # never crossed (POT's stopThr=0): the loop runs to its end
+                gap = longest
+            else:
+                rate = (math.log(error) - math.log(previous[1])) / (iteration - previous[0])
+                remaining = math.log(self.tol / error) / rate  # iterations to the crossing
+                gap = max(1, min(int(_AHEAD * remaining), longest))
         self.next = iteration + gap
