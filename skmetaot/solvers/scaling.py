@@ -207,7 +207,9 @@ def scaling_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
     log of each soft-min, on tensors laid out on the grid (at batch 1, where operator calls are
     the cost, a third of the log domain's). ``scaled_f=None`` is the cold start. Results
     stand when the products they come from are exact (every entry at least ``n * 1e-134``) and
-    finite; otherwise the whole batch goes back to the log domain.
+    finite; otherwise the whole batch goes back to the log domain. The error is measured on
+    the iterations :class:`~skmetaot.solvers.check_schedule.CheckSchedule` picks, with the
+    stop of an every-iteration check (the loop goes back when a check comes late).
     """
     grid_dims = geometry.layout_dims(a.shape[0])
     a_grid, b_grid = geometry.grid_layout(a, 0), geometry.grid_layout(b, 1)
@@ -236,17 +238,20 @@ def scaling_iterations(geometry: Geometry, a: torch.Tensor, b: torch.Tensor,
         err = torch.linalg.vector_norm(torch.addcmul(a_grid, u, t, value=-1.0), 1, grid_dims)
         single = err.ndim == 0
         lowest = float(err) if single else float(err.min())
-        if lowest != lowest or (not single and iteration >= finite_due
-                                and not bool(torch.isfinite(err).all())):
+        if lowest != lowest:
             return None
-        finite_due = iteration + _FINITE_EVERY if iteration >= finite_due else finite_due
-        if (lowest < tol or iteration == last) and iteration > checked + 1:
+        if not single and iteration >= finite_due:
+            if not bool(torch.isfinite(err).all()):
+                return None
+            finite_due = iteration + _FINITE_EVERY
+        stopping = lowest < tol or iteration == last
+        if stopping and iteration > checked + 1:
             # Some unchecked iteration may have stopped first: redo them, checking each.
             iteration, u = checked + 1, resume
             schedule.restart(iteration, every=True)
             continue
         checked = iteration
-        if lowest < tol or iteration == last:
+        if stopping:
             done = None if single else (err < tol if iteration < last
                                         else torch.ones_like(err, dtype=torch.bool))
             every = single or bool(done.all())
