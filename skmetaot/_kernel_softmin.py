@@ -148,7 +148,11 @@ def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[
     a 28 x 28 grid, the operator dispatches are the whole cost. The shift argument of
     :func:`softmin_matmul` holds here too (the result is exact to float64 rounding wherever
     the sum is above ``1e-280``); when any entry is below it, or a problem is all -inf, the
-    function returns None and the caller reduces exactly one axis at a time.
+    function returns None and the caller reduces exactly one axis at a time. Under autograd
+    (``values`` requiring a gradient; the kernels are constants) the backward pass is the
+    same two products transposed, ``exp(values - peak) * K^T (grad / total)``: a few operator
+    calls instead of the per-axis reductions' masks and logarithms, which made up most of a
+    meta-training step on MNIST.
 
     Parameters
     ----------
@@ -179,16 +183,44 @@ def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[
     True
     """
     batch = values.shape[0]
-    wide = values if values.dtype == torch.float64 else values.to(torch.float64)
+    differentiable = torch.is_grad_enabled() and values.requires_grad
+    wide = values.detach() if differentiable else values
+    wide = wide if wide.dtype == torch.float64 else wide.to(torch.float64)
     # One problem: a scalar peak broadcasts everywhere (no reshape of it).
     peak = wide.amax() if batch == 1 else wide.amax(-1, keepdim=True)
-    total = exp_or_zero_(wide - peak)
-    total = separable_product(total, shape, kernels_exp, kernels_exp_t)
+    scaled = exp_or_zero_(wide - peak)
+    total = separable_product(scaled, shape, kernels_exp, kernels_exp_t)
     # min() is NaN when a problem has no finite value: that fails the test too.
     if not float(total.min()) >= sum_guard(values.shape[-1]):
         return None
+    if differentiable:
+        return _SeparableSoftmin.apply(values, scaled, total, peak, kernels_exp, kernels_exp_t)
     out = total.log_().add_(peak)
     return out if out.dtype == values.dtype else out.to(values.dtype)
+
+
+class _SeparableSoftmin(torch.autograd.Function):
+    """:func:`softmin_separable`'s result from its sums, with the transposed products as backward."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, scaled: torch.Tensor, total: torch.Tensor,
+                peak: torch.Tensor, kernels_exp: list[torch.Tensor],
+                kernels_exp_t: list[torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(scaled, total)
+        ctx.kernels = (kernels_exp, kernels_exp_t)
+        ctx.dtype = values.dtype
+        return (total.log() + peak).to(values.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        scaled, total = ctx.saved_tensors
+        kernels_exp, kernels_exp_t = ctx.kernels
+        # d out_j / d values_i = scaled_i K_ij / total_j; no floor, the ratios have both signs.
+        ratio = grad_out.to(torch.float64) / total
+        back = separable_product(ratio, [kernel.shape[-1] for kernel in kernels_exp],
+                                 kernels_exp_t, kernels_exp, floor=False)
+        return back.mul_(scaled).to(ctx.dtype), None, None, None, None, None
 
 
 def separable_product(values: torch.Tensor, shape: list[int], kernels_exp: list[torch.Tensor],

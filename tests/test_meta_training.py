@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -204,6 +206,23 @@ def test_space_to_depth_unet_keeps_the_full_resolution():
     grid = out.reshape(3, 8, 8)
     assert not torch.allclose(grid[:, 0::2, 0::2], grid[:, 1::2, 1::2])
     assert torch.count_nonzero(GridUNet(2 * 64, 64, patch=2)(torch.rand(2, 128))) == 0
+
+
+@pytest.mark.parametrize("patch, grid_shape", [(1, (5, 6)), (2, (8, 12))])
+def test_unet_layout_keeps_the_function_and_its_gradient(patch, grid_shape):
+    # float32 takes oneDNN's channels-last convolutions, float64 the reference path; the
+    # in-place activations must leave every value and input gradient as they were.
+    torch.manual_seed(0)
+    n = grid_shape[0] * grid_shape[1]
+    net = GridUNet(2 * n, n, grid_shape=grid_shape, patch=patch, zero_last=False)
+    reference = copy.deepcopy(net).double()
+    inputs = torch.rand(3, 2 * n, dtype=torch.float64, requires_grad=True)
+    fast_inputs = inputs.detach().float().requires_grad_()
+    weights = torch.rand(3, n, dtype=torch.float64)
+    (net(fast_inputs) * weights.float()).sum().backward()
+    (reference(inputs) * weights).sum().backward()
+    torch.testing.assert_close(net(fast_inputs).double(), reference(inputs), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast_inputs.grad.double(), inputs.grad, rtol=1e-4, atol=1e-5)
 
 
 @settings(max_examples=25, deadline=None)
