@@ -200,7 +200,7 @@ def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[
 
 
 class _SeparableSoftmin(torch.autograd.Function):
-    """:func:`softmin_separable`'s result from its sums, with the transposed products as backward."""
+    """:func:`softmin_separable` from its sums; the transposed products are its backward."""
 
     @staticmethod
     def forward(ctx, values: torch.Tensor, scaled: torch.Tensor, total: torch.Tensor,
