@@ -66,6 +66,10 @@ def softmin_matmul(values: torch.Tensor, kernel: torch.Tensor, kernel_exp: torch
     True
     """
     if torch.is_grad_enabled() and (values.requires_grad or kernel.requires_grad):
+        if not (kernel.requires_grad or kernel_exp.requires_grad):
+            fused = _softmin_matmul_fused(values, kernel_exp)
+            if fused is not None:
+                return fused
         out, suspect = _softmin_matmul_differentiable(values, kernel_exp)
     else:
         out, suspect = _softmin_matmul_values(values, kernel_exp)
@@ -136,6 +140,47 @@ def _softmin_matmul_differentiable(values: torch.Tensor, kernel_exp: torch.Tenso
     # both so that their zero upstream gradient never meets an infinite local one (0 * inf = NaN).
     total = torch.where(suspect, torch.ones((), dtype=total.dtype, device=total.device), total)
     return (safe_log(total, live.expand_as(total)) + peak).to(values.dtype), suspect
+
+
+def _softmin_matmul_fused(values: torch.Tensor, kernel_exp: torch.Tensor):
+    """:func:`softmin_matmul` under autograd for ``values`` only, or None where a sum is suspect.
+
+    One shifted exponential and one product forward; the backward is the transposed product,
+    ``exp(values - peak) * (grad / total) K^T``, instead of autograd's record of the masks,
+    the threshold and the logarithm of :func:`_softmin_matmul_differentiable` (the fallback).
+    """
+    wide = values.detach().to(torch.float64)
+    peak = wide.amax(-1, keepdim=True)
+    live = torch.isfinite(peak)
+    peak.masked_fill_(~live, 0.0)  # a dead row's terms are then exactly 0, not NaN
+    scaled = exp_or_zero_(wide - peak)
+    total = _row_sums(scaled, kernel_exp)
+    low = total < sum_guard(kernel_exp.shape[-2])
+    dead = bool(low.any())
+    if dead and bool((low & live).any()):
+        return None
+    return _MatmulSoftmin.apply(values, scaled, total, peak, kernel_exp, dead)
+
+
+class _MatmulSoftmin(torch.autograd.Function):
+    """The fused soft-min's result from its sums; the transposed product is its backward."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, scaled: torch.Tensor, total: torch.Tensor,
+                peak: torch.Tensor, kernel_exp: torch.Tensor, dead: bool) -> torch.Tensor:
+        ctx.save_for_backward(scaled, total)
+        ctx.kernel_exp, ctx.dead, ctx.dtype = kernel_exp, dead, values.dtype
+        return (total.log() + peak).to(values.dtype)  # dead rows: log(0) = -inf
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        scaled, total = ctx.saved_tensors
+        ratio = grad_out.to(torch.float64) / total
+        if ctx.dead:
+            ratio = torch.where(total > 0, ratio, 0.0)
+        back = _row_sums(ratio, ctx.kernel_exp.transpose(-1, -2))
+        return back.mul_(scaled).to(ctx.dtype), None, None, None, None, None
 
 
 def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[torch.Tensor],
