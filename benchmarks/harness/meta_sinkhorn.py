@@ -91,10 +91,10 @@ def mnist_estimator(quick: bool, random_state: int = 0, verbose: int = 1):
     # A U-Net over the image grid (skmetaot.nn.GridUNet) learns far more per second than a
     # 3 x 512 MLP (err1 0.040 after 151 training seconds; the MLP 0.047 after 2,300). With its
     # 2 x 2 cells as channels (patch=2) its steps cost 3.8x less and it reaches the full U-Net's
-    # 3 / 19 iterations to 1e-2 / 1e-3 after a one-hour run (3 / 16.5 after 51,000 cosine-schedule
-    # steps on two threads, bench_meta_final_mnist_51k.md); in time at batch to 1e-3 it beats
-    # the cold solve 1.21x where the full U-Net lost (0.775x): bench_meta_final_mnist_patch2.md
-    # against bench_meta_final_mnist.md.
+    # 3 / 19 iterations to 1e-2 / 1e-3 after a one-hour run (3 / 16 after 57,000 cosine-schedule
+    # steps on two threads in 2,790 s, bench_meta_final_mnist_57k.md); in time at batch to 1e-3
+    # it beats the cold solve 1.21x where the full U-Net lost (0.775x):
+    # bench_meta_final_mnist_patch2.md against bench_meta_final_mnist.md.
     return MetaSinkhornTransport(model=functools.partial(GridUNet, patch=2), max_iter=3000,
                                  batch_size=128, unroll_steps=3,
                                  inputs="pooled", baseline="sinkhorn", device="cpu",
