@@ -32,8 +32,8 @@ commands:
   demo (the default)  train Meta OT on pairs of MNIST digits (the bundled test set), then solve
                       unseen pairs with Sinkhorn from zeros, from the Gaussian initialisation
                       and from the Meta OT prediction. Prints how many iterations and seconds
-                      each needs and saves their convergence curves as a figure. About 3-5
-                      minutes on 2 CPU cores (--quick: under a minute).
+                      each needs and saves their convergence curves as a figure. About a
+                      minute on 2 CPU cores (--quick: seconds).
   bench NAME          in a source checkout (the benchmarks are not installed): run a
                       benchmark of benchmarks.md, print its table and write it to
                       benchmarks/results/bench_NAME.{md,json} (--quick: a smoke-test size);

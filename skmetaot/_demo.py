@@ -26,10 +26,13 @@ CHECKPOINTS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
 
 
 def demo_estimator(device: str = "cpu", quick: bool = False) -> MetaSinkhornTransport:
-    """The main job's model: a short CPU schedule (3-5 minutes on 2 cores).
+    """The main job's model: a short CPU schedule (about 40 s of training on 2 cores).
 
     2,000 steps of 64 fresh pairs: 1,000 gave 2.35x fewer iterations than zeros to 1e-2 on the
-    held-out digits, 2,000 gave 2.67x (7.5 against 20).
+    held-out digits, 2,000 gave 2.67x (7.5 against 20). Longer does not pay: 6,000 steps (106
+    s) gave 7 / 25.5 to 1e-2 / 1e-3 against 7.5 / 24.5. ``GridUNet(patch=2)`` for 2,500 steps of
+    128 (120 s) gave 5 / 24 (4x to 1e-2), but its lone predictions cost more than the
+    iterations they save on a CPU (0.58x in time at batch 1), so the demo keeps the MLP.
     """
     return MetaSinkhornTransport(hidden_layer_sizes=(256, 256) if quick else (512, 512),
                                  max_iter=300 if quick else 2000, batch_size=64,
