@@ -122,3 +122,26 @@ def test_refine_that_stops_on_max_iter_warns():
     results, caught = _convergence_warnings(lambda: est.refine(images[:3], tol=1e-2,
                                                                max_iter=100_000))
     assert all(r.status == "converged" for r in results) and caught == []
+
+
+def test_a_stop_just_under_tol_stays_converged_in_float32():
+    # The loop runs in float64; an error just under tol can round up to tol in float32. Such
+    # a problem stopped converged and must say so (it once read as unconverged, with a warning
+    # that it had reached max_iter).
+    gen = torch.Generator().manual_seed(3)
+    cost = torch.rand(7, 6, generator=gen, dtype=torch.float64)
+    a = torch.rand(1, 7, generator=gen, dtype=torch.float64)
+    b = torch.rand(1, 6, generator=gen, dtype=torch.float64)
+    # Weights that float32 holds exactly: the float32 and float64 runs iterate alike.
+    a, b = ((w / w.sum(1, keepdim=True)).float().double() for w in (a, b))
+    geometry = DenseGeometry(cost, 0.05)
+    errors = [float(solve_batch(geometry, a, b, None, tol=0.0, max_iter=k,
+                                warn=False).errors[0]) for k in range(1, 40)]
+    k, tol = next((k, np.nextafter(e, 1.0)) for k, e in enumerate(errors)
+                  if float(np.float32(e)) > e and all(x > np.float32(e) for x in errors[:k]))
+    a32, b32 = a.float(), b.float()
+    assert float(np.float32(errors[k])) >= tol  # the float32 error reads as not below tol
+    state, caught = _convergence_warnings(lambda: solve_batch(geometry, a32, b32, None,
+                                                              tol=tol, max_iter=1000))
+    assert caught == []
+    assert bool(state.converged[0]) and int(state.n_iter[0]) == k + 1

@@ -184,6 +184,9 @@ def solve_batch(
         outputs = _log_iterations(geometry, wide_a, wide_b, start, tol=tol, max_iter=max_iter)
     out_f, out_g, n_iter, errors = outputs
     f, g = (out_f * eps).to(out_dtype), (out_g * eps).to(out_dtype)
+    # Decided in the dtype the loop stopped on: an error just under tol may round up to it
+    # in float32, and the problem would read as unconverged though it stopped converged.
+    converged = errors < tol
     errors = errors.to(out_dtype)
     source_index, target_index, full_sizes = sizes or (None, None, None)
     if full_sizes is not None:
@@ -196,7 +199,6 @@ def solve_batch(
                 f"Sinkhorn produced NaN for problems {bad.nonzero()[:, 0].tolist()[:10]}; "
                 "check the cost matrix and epsilon"
             )
-    converged = errors < tol
     if warn:
         warn_unconverged(errors, converged, tol=tol, max_iter=max_iter)
     return SinkhornState(f=f, g=g, n_iter=n_iter, errors=errors, converged=converged)
