@@ -159,17 +159,24 @@ def _softmin_matmul_fused(values: torch.Tensor, kernel_exp: torch.Tensor):
     dead = bool(low.any())
     if dead and bool((low & live).any()):
         return None
-    return _MatmulSoftmin.apply(values, scaled, total, peak, kernel_exp, dead)
+    transposed = kernel_exp.transpose(-1, -2)
+    return _LogOfSums.apply(values, scaled, total, peak,
+                            lambda ratio: _row_sums(ratio, transposed), dead)
 
 
-class _MatmulSoftmin(torch.autograd.Function):
-    """The fused soft-min's result from its sums; the transposed product is its backward."""
+class _LogOfSums(torch.autograd.Function):
+    """``log(total) + peak``, a soft-min from its sums of ``scaled`` against a kernel.
+
+    Its backward pass is the kernel's transposed product, ``scaled * adjoint(grad / total)``
+    (``d out_j / d values_i = scaled_i K_ij / total_j``); ``dead`` says that some rows have
+    no finite value (their sums are 0, and they get no gradient).
+    """
 
     @staticmethod
     def forward(ctx, values: torch.Tensor, scaled: torch.Tensor, total: torch.Tensor,
-                peak: torch.Tensor, kernel_exp: torch.Tensor, dead: bool) -> torch.Tensor:
+                peak: torch.Tensor, adjoint, dead: bool) -> torch.Tensor:
         ctx.save_for_backward(scaled, total)
-        ctx.kernel_exp, ctx.dead, ctx.dtype = kernel_exp, dead, values.dtype
+        ctx.adjoint, ctx.dead, ctx.dtype = adjoint, dead, values.dtype
         return (total.log() + peak).to(values.dtype)  # dead rows: log(0) = -inf
 
     @staticmethod
@@ -179,8 +186,7 @@ class _MatmulSoftmin(torch.autograd.Function):
         ratio = grad_out.to(torch.float64) / total
         if ctx.dead:
             ratio = torch.where(total > 0, ratio, 0.0)
-        back = _row_sums(ratio, ctx.kernel_exp.transpose(-1, -2))
-        return back.mul_(scaled).to(ctx.dtype), None, None, None, None, None
+        return ctx.adjoint(ratio).mul_(scaled).to(ctx.dtype), None, None, None, None, None
 
 
 def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[torch.Tensor],
@@ -239,33 +245,12 @@ def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[
     if not float(total.min()) >= sum_guard(values.shape[-1]):
         return None
     if differentiable:
-        return _SeparableSoftmin.apply(values, scaled, total, peak, kernels_exp, kernels_exp_t)
+        # No floor in the transposed products: the ratios have both signs.
+        target_shape = [kernel.shape[-1] for kernel in kernels_exp]
+        return _LogOfSums.apply(values, scaled, total, peak, lambda ratio: separable_product(
+            ratio, target_shape, kernels_exp_t, kernels_exp, floor=False), False)
     out = total.log_().add_(peak)
     return out if out.dtype == values.dtype else out.to(values.dtype)
-
-
-class _SeparableSoftmin(torch.autograd.Function):
-    """:func:`softmin_separable` from its sums; the transposed products are its backward."""
-
-    @staticmethod
-    def forward(ctx, values: torch.Tensor, scaled: torch.Tensor, total: torch.Tensor,
-                peak: torch.Tensor, kernels_exp: list[torch.Tensor],
-                kernels_exp_t: list[torch.Tensor]) -> torch.Tensor:
-        ctx.save_for_backward(scaled, total)
-        ctx.kernels = (kernels_exp, kernels_exp_t)
-        ctx.dtype = values.dtype
-        return (total.log() + peak).to(values.dtype)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
-        scaled, total = ctx.saved_tensors
-        kernels_exp, kernels_exp_t = ctx.kernels
-        # d out_j / d values_i = scaled_i K_ij / total_j; no floor, the ratios have both signs.
-        ratio = grad_out.to(torch.float64) / total
-        back = separable_product(ratio, [kernel.shape[-1] for kernel in kernels_exp],
-                                 kernels_exp_t, kernels_exp, floor=False)
-        return back.mul_(scaled).to(ctx.dtype), None, None, None, None, None
 
 
 def separable_product(values: torch.Tensor, shape: list[int], kernels_exp: list[torch.Tensor],
