@@ -256,8 +256,7 @@ class GridGeometry:
     @staticmethod
     def _reduce(potential: torch.Tensor, shape: list[int], kernels: list[torch.Tensor],
                 kernels_exp: list[torch.Tensor], kernels_exp_t: list[torch.Tensor] | None = None):
-        if kernels_exp_t is not None and not any(kernel.requires_grad
-                                                 for kernel in kernels_exp):
+        if kernels_exp_t is not None:
             fused = softmin_separable(potential, shape, kernels_exp, kernels_exp_t)
             if fused is not None:
                 return fused

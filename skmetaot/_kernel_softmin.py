@@ -199,8 +199,8 @@ def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[
     a 28 x 28 grid, the operator dispatches are the whole cost. The shift argument of
     :func:`softmin_matmul` holds here too (the result is exact to float64 rounding wherever
     the sum is above ``1e-280``); when any entry is below it, or a problem is all -inf, the
-    function returns None and the caller reduces exactly one axis at a time. Under autograd
-    (``values`` requiring a gradient; the kernels are constants) the backward pass is the
+    function returns None and the caller reduces exactly one axis at a time, as it does when
+    the kernels require a gradient. Under autograd for ``values`` the backward pass is the
     same two products transposed, ``exp(values - peak) * K^T (grad / total)``: a few operator
     calls instead of the per-axis reductions' masks and logarithms, which made up most of a
     meta-training step on MNIST.
@@ -235,6 +235,8 @@ def softmin_separable(values: torch.Tensor, shape: list[int], kernels_exp: list[
     """
     batch = values.shape[0]
     differentiable = torch.is_grad_enabled() and values.requires_grad
+    if differentiable and any(kernel.requires_grad for kernel in kernels_exp):
+        return None  # a gradient for the kernels too: the per-axis reductions give it
     wide = values.detach() if differentiable else values
     wide = wide if wide.dtype == torch.float64 else wide.to(torch.float64)
     # One problem: a scalar peak broadcasts everywhere (no reshape of it).
