@@ -8,6 +8,9 @@ Usage::
     # evaluate saved models on held-out pairs (unseen supports; and sizes 2x the training's)
     python benchmarks/bench_meta_clouds.py --evaluate gmm=runs/clouds_gmm_attention.pkl \
         gmm:deepsets=runs/clouds_gmm_deepsets.pkl
+    # ... after choosing each model's correction scale on 48 fresh training pairs
+    python benchmarks/bench_meta_clouds.py --evaluate gmm10=runs/clouds_gmm10_attention.pkl \
+        --calibrate 48
 
 Writes ``benchmarks/results/bench_meta_clouds.{json,md}`` (``--name`` to change) and prints
 the tables. Run with ``OMP_NUM_THREADS=1`` on a shared machine.
@@ -38,6 +41,9 @@ def main() -> None:
                         help="FAMILY[:LABEL]=PATH of saved models to evaluate")
     parser.add_argument("--n-pairs", type=int, default=16)
     parser.add_argument("--n-pot", type=int, default=8)
+    parser.add_argument("--calibrate", type=int, default=0, metavar="N",
+                        help="calibrate each model's correction scale on N fresh training "
+                             "pairs before evaluating (default: no calibration)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="bench_meta_clouds")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -56,7 +62,8 @@ def main() -> None:
     if args.evaluate:
         models = dict(item.split("=", 1) for item in args.evaluate)
         payload = meta_clouds.run_evaluation({k: Path(v) for k, v in models.items()},
-                                             n_pairs=args.n_pairs, n_pot=args.n_pot)
+                                             n_pairs=args.n_pairs, n_pot=args.n_pot,
+                                             calibration_pairs=args.calibrate)
         write_results(args.name, payload, payload["table"], args.out)
         print(payload["table"])
 

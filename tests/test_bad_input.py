@@ -593,6 +593,21 @@ META_SINKHORN = [
                                                    np.zeros((4, 2)))).predict_potentials(
         HistogramPairs(IMAGES[:2, 0, 1], IMAGES[:2, 1, 1], np.zeros((4, 2)))),
       Returns(shape=(2, 4)), id="MetaSinkhornTransport.fit-predict-duplicate-support"),
+    *(P(_ms("calibrate", data), Raises(ValueError, message),
+        id=f"MetaSinkhornTransport.calibrate-{problem}")
+      for problem, data, message in (
+          ("nan", NAN_IMAGES, r"pair 0: images_a contains NaN"),
+          ("size-differs-from-fit", BIG_IMAGES, r"25 source and 25 target atoms"))),
+    *(P(lambda e, scales=scales: e.ms.calibrate(IMAGES, scales=scales),
+        Raises(ValueError, message), id=f"MetaSinkhornTransport.calibrate-scales-{problem}")
+      for problem, scales, message in (
+          ("empty", (), r"scales must be a non-empty sequence of numbers, got \(\)"),
+          ("string", "0.5", r"scales must be a non-empty sequence of numbers, got '0.5'"),
+          ("negative", (1.0, -0.5), r"scales must hold finite numbers >= 0, got -0.5"),
+          ("nan", (0.5, float("nan")), r"scales must hold finite numbers >= 0, got nan"))),
+    P(lambda e: e.ms.calibrate(IMAGES, tol=0.0),
+      Raises(ValueError, r"tol must be a finite positive number, got 0.0"),
+      id="MetaSinkhornTransport.calibrate-tol-0"),
     P(lambda e: e.ms.refine(IMAGES, init=np.zeros((6, 16))),
       Raises(TypeError, r"init of type ndarray is not one of 'meta', 'zeros', 'gaussian'; to "
              r"start from another initializer or from potentials, call "

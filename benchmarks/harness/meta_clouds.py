@@ -257,9 +257,35 @@ def tables(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+#: Seed of the calibration pairs: a draw of the training stream that training never makes
+#: (training seeds its chunks by their step counts, multiples of the chunk).
+CALIBRATION_SEED = 7_777_777
+
+
+def calibrate(est: MetaSinkhornCloudTransport, family: str, n_pairs: int) -> dict[str, Any]:
+    """``est.calibrate`` on ``n_pairs`` fresh pairs of the family's training stream."""
+    pairs = next(iter(FAMILIES[family].sampler(n_pairs, CALIBRATION_SEED)))
+    start = time.perf_counter()
+    est.calibrate(pairs.to(torch.float64))
+    return {**est.calibration_, "pairs": n_pairs, "seconds": time.perf_counter() - start,
+            "correction_scale": est.correction_scale_}
+
+
+def calibration_row(model: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A row of the calibration table: the chosen scale and the median iterations of each."""
+    return {"model": model, "tol": record["tol"], "pairs": record["pairs"],
+            "seconds": record["seconds"], "scale": record["correction_scale"],
+            **{f"iters at {scale:g}": n
+               for scale, n in zip(record["scales"], record["median_n_iter"], strict=True)}}
+
+
 def run_evaluation(models: dict[str, Path], *, n_pairs: int = 16, n_pot: int = 8,
-                   seed: int = 12345) -> dict[str, Any]:
-    """Evaluate saved models ``{"family[:encoder]": path}``; payload for write_results."""
+                   seed: int = 12345, calibration_pairs: int = 0) -> dict[str, Any]:
+    """Evaluate saved models ``{"family[:encoder]": path}``; payload for write_results.
+
+    With ``calibration_pairs``, each model first chooses the scale of its correction on that
+    many fresh training pairs (:meth:`~skmetaot.MetaSinkhornCloudTransport.calibrate`).
+    """
     merged: dict[str, list] = {"init": [], "prediction": [], "pot": []}
     trained = {}
     start = time.perf_counter()
@@ -268,10 +294,19 @@ def run_evaluation(models: dict[str, Path], *, n_pairs: int = 16, n_pot: int = 8
         with open(path, "rb") as handle:
             est = pickle.load(handle)
         label = "" if ":" not in key else f" [{key.split(':')[1]}]"
+        calibration = calibrate(est, family, calibration_pairs) if calibration_pairs else None
         part = evaluate(est, family, n_pairs=n_pairs, n_pot=n_pot, seed=seed, label=label)
         for name in merged:
             merged[name] += part[name]
         trained[key] = {"steps": est.n_iter_, "train_seconds": est.history_["seconds"],
-                        "encoder": est.encoder, "params": est.get_params()}
+                        "encoder": est.encoder, "params": est.get_params(),
+                        "calibration": calibration}
+    table = tables(merged)
+    calibrated = [calibration_row(key, info["calibration"]) for key, info in trained.items()
+                  if info["calibration"]]
+    if calibrated:
+        table += ("\n\n## The correction scale chosen on fresh training pairs (median "
+                  "iterations to tol per scale)\n\n"
+                  + markdown_table(calibrated, list(calibrated[0])))
     return {"machine": machine_info(torch.device("cpu")), "seed": seed, "models": trained,
-            "seconds": time.perf_counter() - start, **merged, "table": tables(merged)}
+            "seconds": time.perf_counter() - start, **merged, "table": table}

@@ -51,6 +51,7 @@ class PotentialTraining:
         self.optimizer_ = None  # created on first use by _live_optimizer
         self.n_iter_ = 0
         self._history = TrainingHistory()
+        self._reset_calibration()
 
     def _train_stream(self, data: Any, n_steps: int, total_steps: int | None,
                       initialise: bool, cycle: bool, checkpoint_data: tuple | None) -> None:

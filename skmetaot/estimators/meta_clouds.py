@@ -23,6 +23,7 @@ from skmetaot.amortize import (
 from skmetaot.amortize.cloud_features import N_ATOM_FEATURES, cloud_features
 from skmetaot.costs import CostSpec, pairwise_cost
 from skmetaot.estimators._base import BaseOTEstimator, chunk_argument
+from skmetaot.estimators._calibration import CorrectionCalibration
 from skmetaot.estimators._refinement import WarmStartRefinement
 from skmetaot.geometry import DenseGeometry
 from skmetaot.measures import MeasurePairs, as_pairs, concat_pairs
@@ -40,7 +41,8 @@ BASELINES = ("sinkhorn", "gaussian", None)
 _PREDICTION_TENSORS = 8
 
 
-class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializer):
+class MetaSinkhornCloudTransport(CorrectionCalibration, WarmStartRefinement, BaseOTEstimator,
+                                 Initializer):
     """Predict entropic OT potentials for pairs of point clouds with their own supports and sizes.
 
     The network maps a pair of weighted point clouds ``(x, a)``, ``(y, b)`` to the source
@@ -199,6 +201,7 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
         self.optimizer_ = None
         self.n_iter_ = 0
         self._history = TrainingHistory()
+        self._reset_calibration()
 
     def _tensors(self, pairs: MeasurePairs, indices: list[int] | None = None):
         """Padded ``(x, a, y, b)`` of the pairs ``indices`` and their (B, n, m) cost."""
@@ -217,7 +220,7 @@ class MetaSinkhornCloudTransport(WarmStartRefinement, BaseOTEstimator, Initializ
         # The solver may work in another dtype than the network (float64 pairs, float32 model).
         dtype = next(self.model_.parameters()).dtype
         inputs = (features.source, a, features.target, b, features.cost)
-        correction = self.model_(*(t.to(dtype) for t in inputs)).to(a.dtype)
+        correction = self._scaled(self.model_(*(t.to(dtype) for t in inputs)).to(a.dtype))
         f = correction * features.scale[:, None]
         return f if base is None else base + f
 

@@ -21,6 +21,7 @@ from skmetaot.amortize import (
 from skmetaot.amortize.features import INPUTS, pair_features
 from skmetaot.costs import CostSpec
 from skmetaot.estimators._base import BaseOTEstimator, chunk_argument
+from skmetaot.estimators._calibration import CorrectionCalibration
 from skmetaot.estimators._fitted_supports import FittedSupports
 from skmetaot.estimators._meta_sinkhorn_training import PotentialTraining
 from skmetaot.estimators._refinement import WarmStartRefinement
@@ -35,8 +36,8 @@ from skmetaot.solvers.plans import barycentric_map, transport_plan
 from skmetaot.solvers.sinkhorn import c_transform
 
 
-class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, FittedSupports,
-                            BaseOTEstimator, Initializer):
+class MetaSinkhornTransport(PotentialTraining, CorrectionCalibration, WarmStartRefinement,
+                            FittedSupports, BaseOTEstimator, Initializer):
     """Predict entropic OT dual potentials for new pairs of discrete measures; refine exactly.
 
     A network f_theta(a, b) maps a pair of histograms on fixed supports to the source dual
@@ -260,7 +261,7 @@ class MetaSinkhornTransport(PotentialTraining, WarmStartRefinement, FittedSuppor
 
     def _forward(self, geometry, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         features, first_f = pair_features(self.inputs, geometry, a, b)
-        correction = self.model_(features)
+        correction = self._scaled(self.model_(features))
         if self.baseline is None:
             return correction
         if self.baseline == "sinkhorn":
