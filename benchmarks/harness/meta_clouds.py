@@ -50,7 +50,8 @@ TOLERANCES = (1e-2, 1e-3)
 PRED_COLUMNS = ["problem", "predict s (batch 1)", "prediction L1 error", "gaussian L1 error",
                 "zeros L1 error"]
 BAR_COLUMNS = ["problem", "zeros 1e-2", "gaussian 1e-2", "meta 1e-2", "zeros/meta 1e-2",
-               "zeros 1e-3", "gaussian 1e-3", "meta 1e-3", "zeros/meta 1e-3", "bar"]
+               "zeros 1e-3", "gaussian 1e-3", "meta 1e-3", "zeros/meta 1e-3", "bar",
+               "meta < gaussian 1e-2 (pairs)", "meta - gaussian 1e-2 (mean)"]
 POT_COLUMNS = ["problem", "tol", "POT iters cold", "POT iters warm (meta)", "iter ratio",
                "POT s cold", "POT s warm", "met tol"]
 
@@ -223,8 +224,12 @@ def bar_rows(init_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     The bar: at least 2x fewer iterations than zeros to 1e-2 and fewer than the Gaussian start,
     at least 1.5x fewer at 1e-3; for the sets twice as large as in training, fewer than zeros.
+    Beside it, the paired comparison with the Gaussian start to 1e-2: on how many pairs the
+    prediction needs fewer (more) iterations, and the mean difference with its standard error.
     """
     iters = {(r["problem"], r["tol"], r["init"]): r["iters"] for r in init_rows}
+    per_pair = {(r["problem"], r["tol"], r["init"]): np.asarray(r["pair_iters"])
+                for r in init_rows if "pair_iters" in r}
     rows = []
     for problem in dict.fromkeys(r["problem"] for r in init_rows):
         row = {"problem": problem}
@@ -239,6 +244,13 @@ def bar_rows(init_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             met = (row["zeros/meta 1e-2"] >= 2 and row["meta 1e-2"] < row["gaussian 1e-2"]
                    and row["zeros/meta 1e-3"] >= 1.5)
         row["bar"] = "met" if met else "missed"
+        if (problem, 1e-2, "meta") in per_pair:  # the paired view, beside the bar's medians
+            difference = per_pair[(problem, 1e-2, "meta")] - per_pair[(problem, 1e-2, "gaussian")]
+            row["meta < gaussian 1e-2 (pairs)"] = (f"{int((difference < 0).sum())} "
+                                                   f"(> {int((difference > 0).sum())}) "
+                                                   f"of {difference.size}")
+            spread = difference.std(ddof=1) / np.sqrt(difference.size) if difference.size > 1 else 0
+            row["meta - gaussian 1e-2 (mean)"] = f"{difference.mean():.1f} +- {spread:.1f}"
         rows.append(row)
     return rows
 
