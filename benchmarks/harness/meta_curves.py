@@ -57,7 +57,12 @@ NETWORKS = {"mlp": MNIST_MLP, "conv": {"model": "conv"},
             "conv_patch2": {"model": functools.partial(GridUNet, patch=2)},
             # 4 x 4 cells as channels: convolutions on 7 x 7, 3 x 3 and 1 x 1 grids; a forward
             # pass costs about 0.05 ms per pair at batch 128, what a 2x time gain to 1e-3 allows.
-            "conv_patch4": {"model": functools.partial(GridUNet, patch=4)}}
+            "conv_patch4": {"model": functools.partial(GridUNet, patch=4)},
+            # The benchmark's network at 2 and 4 times the reference's learning rate.
+            "conv_patch2_lr2e-3": {"model": functools.partial(GridUNet, patch=2),
+                                   "learning_rate": 2e-3},
+            "conv_patch2_lr4e-3": {"model": functools.partial(GridUNet, patch=2),
+                                   "learning_rate": 4e-3}}
 
 
 def problem(name: str, *, quick: bool = False, seed: int = 0, **overrides: Any):
