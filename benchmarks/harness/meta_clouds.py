@@ -44,6 +44,7 @@ from skmetaot.datasets import (
 from skmetaot.estimators import MetaSinkhornCloudTransport
 from skmetaot.evaluation import INIT_COLUMNS, compare_initialisations
 from skmetaot.geometry import DenseGeometry
+from skmetaot.measures import concat_pairs
 from skmetaot.solvers import gaussian_init
 
 TOLERANCES = (1e-2, 1e-3)
@@ -275,8 +276,14 @@ CALIBRATION_SEED = 7_777_777
 
 
 def calibrate(est: MetaSinkhornCloudTransport, family: str, n_pairs: int) -> dict[str, Any]:
-    """``est.calibrate`` on ``n_pairs`` fresh pairs of the family's training stream."""
-    pairs = next(iter(FAMILIES[family].sampler(n_pairs, CALIBRATION_SEED)))
+    """``est.calibrate`` on ``n_pairs`` fresh pairs of the family's training stream.
+
+    The pairs are drawn in batches of the training's size, so that they are distributed as
+    training saw them (the mixtures' stream draws one dimension per batch).
+    """
+    batches = iter(FAMILIES[family].sampler(est.batch_size, CALIBRATION_SEED))
+    pairs = concat_pairs([next(batches) for _ in range(-(-n_pairs // est.batch_size))])
+    pairs = pairs[:n_pairs]
     start = time.perf_counter()
     est.calibrate(pairs.to(torch.float64))
     return {**est.calibration_, "pairs": n_pairs, "seconds": time.perf_counter() - start,
