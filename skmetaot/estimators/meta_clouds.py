@@ -114,6 +114,10 @@ class MetaSinkhornCloudTransport(CorrectionCalibration, WarmStartRefinement, Bas
     n_iter_ : int
     history_ : dict
     resumed_from_ : int or None
+    correction_scale_ : float
+        The factor of the network's correction, 1 until :meth:`calibrate` chooses another.
+    calibration_ : dict
+        Set by :meth:`calibrate`: ``tol``, ``scales`` and the ``median_n_iter`` of each.
 
     Examples
     --------

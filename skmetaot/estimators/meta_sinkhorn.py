@@ -158,6 +158,11 @@ class MetaSinkhornTransport(PotentialTraining, CorrectionCalibration, WarmStartR
         Step of the checkpoint :meth:`fit` resumed from (None when it started afresh).
     n_source_, n_target_ : int
         Support sizes.
+    correction_scale_ : float
+        The factor of the network's correction (with a baseline), 1 until :meth:`calibrate`
+        chooses another (:ref:`calibrate_correction`).
+    calibration_ : dict
+        Set by :meth:`calibrate`: ``tol``, ``scales`` and the ``median_n_iter`` of each.
 
     Examples
     --------
