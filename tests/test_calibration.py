@@ -76,6 +76,10 @@ def test_grid_estimator_scale_zero_ignores_the_network():
     est.correction_scale_ = 1.0
     mass = np.isfinite(before)  # -inf on pixels without mass
     assert np.abs(est.predict_potentials(test)[0][mass] - before[mass]).max() > 1e-3
+    # The grid estimator calibrates through the same mixin.
+    est.calibrate(test, tol=1e-2, scales=(0.0, 1.0))
+    medians = est.calibration_["median_n_iter"]
+    assert est.correction_scale_ == (0.0 if medians[0] < medians[1] else 1.0)
 
 
 def test_fit_resets_and_pickle_keeps_the_calibration(clouds):
