@@ -115,3 +115,17 @@ def test_an_interrupted_calibration_keeps_the_scale(clouds, monkeypatch):
 def test_calibrate_needs_a_fitted_estimator(clouds):
     with pytest.raises(NotFittedError):
         MetaSinkhornCloudTransport().calibrate(clouds[1])
+
+
+def test_pairs_in_several_dimensions_calibrate_as_a_list(clouds):
+    train, _ = clouds
+    est = _cloud_estimator(train)
+    groups = [make_gaussian_mixture_clouds(4, dim, n_points=(15, 25), random_state=dim)
+              for dim in (2, 5)]
+    est.calibrate(groups, tol=1e-2, scales=(0.5, 1.0))
+    alone = []
+    for scale in (0.5, 1.0):
+        est.correction_scale_ = scale
+        alone.append(float(np.median(np.concatenate(
+            [est.refine_state(group, tol=1e-2).n_iter.numpy() for group in groups]))))
+    assert est.calibration_["median_n_iter"] == alone

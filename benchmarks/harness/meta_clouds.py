@@ -282,10 +282,12 @@ def calibrate(est: MetaSinkhornCloudTransport, family: str, n_pairs: int) -> dic
     training saw them (the mixtures' stream draws one dimension per batch).
     """
     batches = iter(FAMILIES[family].sampler(est.batch_size, CALIBRATION_SEED))
-    pairs = concat_pairs([next(batches) for _ in range(-(-n_pairs // est.batch_size))])
-    pairs = pairs[:n_pairs]
+    drawn = [next(batches) for _ in range(-(-n_pairs // est.batch_size))]
+    groups: dict[int, list] = {}  # one collection per dimension (the mixtures vary it)
+    for batch in drawn:
+        groups.setdefault(batch.dim, []).append(batch)
     start = time.perf_counter()
-    est.calibrate(pairs.to(torch.float64))
+    est.calibrate([concat_pairs(parts).to(torch.float64) for parts in groups.values()])
     return {**est.calibration_, "pairs": n_pairs, "seconds": time.perf_counter() - start,
             "correction_scale": est.correction_scale_}
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from skmetaot.measures import MeasurePairs
+
 #: The scales :meth:`CorrectionCalibration.calibrate` tries by default: from the baseline
 #: alone (0) to the whole correction (1), in tenths.
 DEFAULT_SCALES = tuple(k / 10 for k in range(11))
@@ -63,10 +65,11 @@ class CorrectionCalibration:
 
         Parameters
         ----------
-        pairs : MeasurePairs or anything :meth:`refine` accepts
+        pairs : MeasurePairs or anything :meth:`refine` accepts, or a list of MeasurePairs
             Calibration pairs: a few hundred. Scales differ by a few iterations, and a median
             over 48 pairs moves by more (two draws of 48 mixtures in R^10 chose 0.4 and 1.0,
-            256 chose 0.7).
+            256 chose 0.7). A list of collections holds pairs in different dimensions, which
+            one collection cannot; the median is over all of their pairs.
         tol : float, optional
             L1 marginal error to refine to (default: ``self.tol``).
         max_iter : int, optional
@@ -90,14 +93,19 @@ class CorrectionCalibration:
         """
         check_is_fitted(self, "model_")
         scales = _check_scales(scales)
-        pairs = self._fitted_pairs(pairs)
+        # Pairs of different dimensions cannot share one collection: a list of collections.
+        groups = (list(pairs) if isinstance(pairs, (list, tuple)) and pairs
+                  and all(isinstance(group, MeasurePairs) for group in pairs) else [pairs])
+        groups = [self._fitted_pairs(group) for group in groups]
         tol, max_iter = self._refine_arguments(tol, max_iter, "meta", chunk_size)
         kept, medians = self.correction_scale_, []
         try:
             for scale in scales:
                 self.correction_scale_ = scale
-                state = self._refine_state(pairs, tol, max_iter, "meta", batch_size=chunk_size)
-                medians.append(float(np.median(state.n_iter.cpu().numpy())))
+                n_iter = [self._refine_state(group, tol, max_iter, "meta",
+                                             batch_size=chunk_size).n_iter.cpu().numpy()
+                          for group in groups]
+                medians.append(float(np.median(np.concatenate(n_iter))))
         except BaseException:  # an interrupted calibration leaves the estimator as it was
             self.correction_scale_ = kept
             raise
