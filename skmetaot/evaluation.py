@@ -182,11 +182,12 @@ def compare_initialisations(estimator: Any, pairs: Any, tolerances: Sequence[flo
     rows = []
     for tol in tolerances:
         zeros = stats[tol]["zeros"]
+        zeros_iters = float(np.median(zeros[1]))
         for init, (sec, iters, conv, batch_s, batch) in stats[tol].items():
             it = float(np.median(iters))
             rows.append({"problem": name, "tol": tol, "init": init, "iters": it, "seconds": sec,
                          "speed-up vs zeros (s)": zeros[0] / sec,
-                         "speed-up vs zeros (iters)": float(np.median(zeros[1])) / it,
+                         "speed-up vs zeros (iters)": zeros_iters / it,
                          "batch": batch, "s/pair batched": batch_s,
                          "speed-up batched": zeros[3] / batch_s,
                          "converged": f"{sum(conv)}/{len(conv)}", "pair_iters": iters})

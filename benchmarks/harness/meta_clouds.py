@@ -276,10 +276,10 @@ CALIBRATION_SEED = 7_777_777
 
 
 def calibrate(est: MetaSinkhornCloudTransport, family: str, n_pairs: int) -> dict[str, Any]:
-    """``est.calibrate`` on ``n_pairs`` fresh pairs of the family's training stream.
+    """``est.calibrate`` on fresh pairs of the family's training stream (``n_pairs`` or more).
 
-    The pairs are drawn in batches of the training's size, so that they are distributed as
-    training saw them (the mixtures' stream draws one dimension per batch).
+    The pairs are drawn in whole batches of the training's size, so that they are distributed
+    as training saw them (the mixtures' stream draws one dimension per batch).
     """
     batches = iter(FAMILIES[family].sampler(est.batch_size, CALIBRATION_SEED))
     drawn = [next(batches) for _ in range(-(-n_pairs // est.batch_size))]
@@ -288,7 +288,8 @@ def calibrate(est: MetaSinkhornCloudTransport, family: str, n_pairs: int) -> dic
         groups.setdefault(batch.dim, []).append(batch)
     start = time.perf_counter()
     est.calibrate([concat_pairs(parts).to(torch.float64) for parts in groups.values()])
-    return {**est.calibration_, "pairs": n_pairs, "seconds": time.perf_counter() - start,
+    return {**est.calibration_, "pairs": sum(batch.n_pairs for batch in drawn),
+            "seconds": time.perf_counter() - start,
             "correction_scale": est.correction_scale_}
 
 
